@@ -29,7 +29,7 @@ pub fn parse_listen_addr(addr: &str) -> io::Result<SocketAddr> {
 /// A running `tiny_http` server with a pool of worker threads. Dropping it
 /// stops the workers and closes the listener.
 pub(crate) struct ServerHandle {
-    server: Arc<Server>,
+    server: Option<Arc<Server>>,
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
@@ -66,7 +66,7 @@ impl ServerHandle {
                 })?;
             handles.push(h);
         }
-        Ok(ServerHandle { server, addr: bound, stop, workers: handles })
+        Ok(ServerHandle { server: Some(server), addr: bound, stop, workers: handles })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -77,11 +77,20 @@ impl ServerHandle {
 impl Drop for ServerHandle {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
+        if let Some(server) = &self.server {
+            for _ in 0..self.workers.len() {
+                server.unblock();
+            }
         }
         for h in self.workers.drain(..) {
             let _ = h.join();
+        }
+        // tiny_http closes its listener on its accept thread, shortly after the
+        // Server is dropped; wait for that so the port can be bound again at once.
+        drop(self.server.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while TcpListener::bind(self.addr).is_err() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod collector;
 mod http;
+pub mod stub;
 pub mod tree;
 
 pub use collector::{AttrValue, Collector, RecordedEvent, RecordedRequest, RecordedSpan};
