@@ -1,0 +1,155 @@
+//! Trace and span identifiers: 16- and 8-byte ids, their lowercase-hex form, and generation
+//! from the host's randomness.
+
+use std::fmt;
+
+/// A W3C / OTLP trace id. All-zero is invalid (W3C Trace Context §3.2.2.3).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TraceId(pub [u8; 16]);
+
+/// A W3C / OTLP span (parent) id. All-zero is invalid (W3C Trace Context §3.2.2.4).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct SpanId(pub [u8; 8]);
+
+impl TraceId {
+    pub fn is_valid(&self) -> bool {
+        self.0 != [0; 16]
+    }
+    /// Parses exactly 32 lowercase hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 16];
+        decode_lower_hex(s, &mut out).then_some(TraceId(out))
+    }
+}
+
+impl SpanId {
+    pub fn is_valid(&self) -> bool {
+        self.0 != [0; 8]
+    }
+    /// Parses exactly 16 lowercase hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let mut out = [0u8; 8];
+        decode_lower_hex(s, &mut out).then_some(SpanId(out))
+    }
+}
+
+fn decode_lower_hex(s: &str, out: &mut [u8]) -> bool {
+    let b = s.as_bytes();
+    if b.len() != out.len() * 2 {
+        return false;
+    }
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        match (nibble(pair[0]), nibble(pair[1]), out.get_mut(i)) {
+            (Some(h), Some(l), Some(slot)) => *slot = (h << 4) | l,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Lowercase hex digit only: W3C forbids upper case in `traceparent` (§3.2.2).
+fn nibble(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut buf = [0u8; 32];
+    for (i, b) in bytes.iter().enumerate().take(16) {
+        buf[2 * i] = HEX[(b >> 4) as usize];
+        buf[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+    let s = std::str::from_utf8(&buf[..bytes.len() * 2]).map_err(|_| fmt::Error)?;
+    f.write_str(s)
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+/// Fresh ids for one request: a trace id (used only when no valid parent arrives) and two
+/// span ids (SERVER, CLIENT). Drawn in one call to the host's random source. A span id that
+/// comes out all-zero is replaced, so every id is valid.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestIds {
+    pub trace_id: TraceId,
+    pub server_span_id: SpanId,
+    pub client_span_id: SpanId,
+}
+
+impl RequestIds {
+    pub fn from_random(bytes: [u8; 32]) -> Self {
+        let mut t = [0u8; 16];
+        let mut s = [0u8; 8];
+        let mut c = [0u8; 8];
+        t.copy_from_slice(&bytes[..16]);
+        s.copy_from_slice(&bytes[16..24]);
+        c.copy_from_slice(&bytes[24..]);
+        if t == [0; 16] {
+            t[15] = 1;
+        }
+        if s == [0; 8] {
+            s[7] = 1;
+        }
+        if c == [0; 8] || c == s {
+            c[7] = c[7].wrapping_add(2) | 2;
+        }
+        RequestIds { trace_id: TraceId(t), server_span_id: SpanId(s), client_span_id: SpanId(c) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let t = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+        assert_eq!(t.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let s = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+        assert_eq!(s.to_string(), "00f067aa0ba902b7");
+    }
+
+    #[test]
+    fn hex_rejects() {
+        for (input, reason) in [
+            ("4BF92F3577B34DA6A3CE929D0E0E4736", "upper case"),
+            ("4bf92f3577b34da6a3ce929d0e0e473", "too short"),
+            ("4bf92f3577b34da6a3ce929d0e0e47366", "too long"),
+            ("4bf92f3577b34da6a3ce929d0e0e473g", "not hex"),
+        ] {
+            assert!(TraceId::from_hex(input).is_none(), "{reason}");
+        }
+    }
+
+    #[test]
+    fn zero_random_still_gives_valid_distinct_ids() {
+        let ids = RequestIds::from_random([0; 32]);
+        assert!(ids.trace_id.is_valid());
+        assert!(ids.server_span_id.is_valid());
+        assert!(ids.client_span_id.is_valid());
+        assert_ne!(ids.server_span_id, ids.client_span_id);
+    }
+}
