@@ -10,6 +10,7 @@
 
 pub mod collector;
 mod http;
+pub mod shop;
 pub mod stub;
 pub mod tree;
 
