@@ -19,7 +19,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use prost::Message;
 use serde::{Deserialize, Serialize};
@@ -147,7 +149,9 @@ impl RecordedSpan {
 
     /// Resource attribute `service.name`.
     pub fn service(&self) -> Option<&str> {
-        self.resource.get("service.name").and_then(AttrValue::as_str)
+        self.resource
+            .get("service.name")
+            .and_then(AttrValue::as_str)
     }
 
     /// `end - start` in milliseconds (0 if end precedes start).
@@ -212,9 +216,14 @@ impl Collector {
     /// Binds `addr` (`"127.0.0.1:0"` or `":0"` for an ephemeral port) and
     /// starts serving.
     pub fn start(addr: &str) -> io::Result<Collector> {
-        let state: Shared = Arc::new(Mutex::new(State { fail_status: 503, ..State::default() }));
+        let state: Shared = Arc::new(Mutex::new(State {
+            fail_status: 503,
+            ..State::default()
+        }));
         let handler_state = Arc::clone(&state);
-        let server = ServerHandle::spawn(addr, 4, "otlp-collector", move |req| handle(&handler_state, req))?;
+        let server = ServerHandle::spawn(addr, 4, "otlp-collector", move |req| {
+            handle(&handler_state, req)
+        })?;
         Ok(Collector { state, server })
     }
 
@@ -249,7 +258,12 @@ impl Collector {
     /// Spans of one trace (trace id compared case-insensitively).
     pub fn trace(&self, trace_id: &str) -> Vec<RecordedSpan> {
         let want = trace_id.to_ascii_lowercase();
-        lock(&self.state).spans.iter().filter(|s| s.trace_id == want).cloned().collect()
+        lock(&self.state)
+            .spans
+            .iter()
+            .filter(|s| s.trace_id == want)
+            .cloned()
+            .collect()
     }
 
     /// Forgets all spans and requests (and any pending `fail_next`).
@@ -288,7 +302,11 @@ impl Collector {
     }
 
     /// Waits until at least `n` spans have arrived.
-    pub fn wait_for_spans(&self, n: usize, timeout: Duration) -> Result<Vec<RecordedSpan>, Vec<RecordedSpan>> {
+    pub fn wait_for_spans(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<RecordedSpan>, Vec<RecordedSpan>> {
         self.wait_for(timeout, |s| s.len() >= n)
     }
 }
@@ -360,17 +378,27 @@ fn handle(state: &Shared, mut req: Request) {
     }
 
     let ctype = http::header(&headers, "content-type")
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
-    let encoding = http::header(&headers, "content-encoding").unwrap_or("identity").to_ascii_lowercase();
+    let encoding = http::header(&headers, "content-encoding")
+        .unwrap_or("identity")
+        .to_ascii_lowercase();
     let json = ctype == "application/json";
 
     let decoded = if encoding != "identity" && !encoding.is_empty() {
         Err((415, format!("unsupported content-encoding {encoding:?}")))
     } else if ctype == "application/x-protobuf" {
-        ExportTraceServiceRequest::decode(body.as_slice()).map_err(|e| (400, format!("protobuf: {e}")))
+        ExportTraceServiceRequest::decode(body.as_slice())
+            .map_err(|e| (400, format!("protobuf: {e}")))
     } else if json {
-        serde_json::from_slice::<ExportTraceServiceRequest>(&body).map_err(|e| (400, format!("json: {e}")))
+        serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+            .map_err(|e| (400, format!("json: {e}")))
     } else {
         Err((415, format!("unsupported content-type {ctype:?}")))
     };
@@ -426,11 +454,18 @@ fn any_to_json(v: &AnyValue) -> serde_json::Value {
         Some(any_value::Value::IntValue(i)) => J::from(*i),
         Some(any_value::Value::DoubleValue(d)) => J::from(*d),
         Some(any_value::Value::BytesValue(b)) => J::String(hex(b)),
-        Some(any_value::Value::ArrayValue(a)) => J::Array(a.values.iter().map(any_to_json).collect()),
+        Some(any_value::Value::ArrayValue(a)) => {
+            J::Array(a.values.iter().map(any_to_json).collect())
+        }
         Some(any_value::Value::KvlistValue(kv)) => J::Object(
             kv.values
                 .iter()
-                .map(|kv| (kv.key.clone(), kv.value.as_ref().map(any_to_json).unwrap_or(J::Null)))
+                .map(|kv| {
+                    (
+                        kv.key.clone(),
+                        kv.value.as_ref().map(any_to_json).unwrap_or(J::Null),
+                    )
+                })
                 .collect(),
         ),
         Some(other) => J::String(format!("{other:?}")),
@@ -451,14 +486,20 @@ pub fn attr_value(v: Option<&AnyValue>) -> AttrValue {
 
 /// Converts OTLP key-values to a sorted map (last value wins on duplicates).
 pub fn attr_map(kvs: &[KeyValue]) -> BTreeMap<String, AttrValue> {
-    kvs.iter().map(|kv| (kv.key.clone(), attr_value(kv.value.as_ref()))).collect()
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), attr_value(kv.value.as_ref())))
+        .collect()
 }
 
 /// Flattens an export request into one [`RecordedSpan`] per span.
 pub fn flatten(export: &ExportTraceServiceRequest) -> Vec<RecordedSpan> {
     let mut out = Vec::new();
     for rs in &export.resource_spans {
-        let resource = rs.resource.as_ref().map(|r| attr_map(&r.attributes)).unwrap_or_default();
+        let resource = rs
+            .resource
+            .as_ref()
+            .map(|r| attr_map(&r.attributes))
+            .unwrap_or_default();
         for ss in &rs.scope_spans {
             let (scope_name, scope_version) = ss
                 .scope
@@ -514,8 +555,12 @@ mod tests {
 
     #[test]
     fn attr_values_convert() {
-        let s = AnyValue { value: Some(any_value::Value::StringValue("x".into())) };
-        let i = AnyValue { value: Some(any_value::Value::IntValue(7)) };
+        let s = AnyValue {
+            value: Some(any_value::Value::StringValue("x".into())),
+        };
+        let i = AnyValue {
+            value: Some(any_value::Value::IntValue(7)),
+        };
         assert_eq!(attr_value(Some(&s)).as_str(), Some("x"));
         assert_eq!(attr_value(Some(&i)).as_int(), Some(7));
         assert_eq!(attr_value(None), AttrValue::Other(String::new()));
@@ -523,8 +568,11 @@ mod tests {
 
     #[test]
     fn attr_value_json_is_untagged() -> Result<(), serde_json::Error> {
-        let m: BTreeMap<String, AttrValue> =
-            [("a".to_string(), AttrValue::Int(3)), ("b".to_string(), AttrValue::Str("s".into()))].into();
+        let m: BTreeMap<String, AttrValue> = [
+            ("a".to_string(), AttrValue::Int(3)),
+            ("b".to_string(), AttrValue::Str("s".into())),
+        ]
+        .into();
         let text = serde_json::to_string(&m)?;
         assert_eq!(text, r#"{"a":3,"b":"s"}"#);
         let back: BTreeMap<String, AttrValue> = serde_json::from_str(&text)?;

@@ -22,7 +22,10 @@ pub fn parse_listen_addr(addr: &str) -> io::Result<SocketAddr> {
         addr.to_string()
     };
     full.to_socket_addrs()?.next().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("cannot resolve listen address {addr:?}"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve listen address {addr:?}"),
+        )
     })
 }
 
@@ -37,14 +40,20 @@ pub(crate) struct ServerHandle {
 
 impl ServerHandle {
     /// Binds `addr` and serves every request with `handler` on `workers` threads.
-    pub(crate) fn spawn<H>(addr: &str, workers: usize, thread_name: &str, handler: H) -> io::Result<ServerHandle>
+    pub(crate) fn spawn<H>(
+        addr: &str,
+        workers: usize,
+        thread_name: &str,
+        handler: H,
+    ) -> io::Result<ServerHandle>
     where
         H: Fn(Request) + Send + Sync + 'static,
     {
         let sock = parse_listen_addr(addr)?;
         let listener = TcpListener::bind(sock)?;
         let bound = listener.local_addr()?;
-        let server = Server::from_listener(listener, None).map_err(|e| io::Error::other(e.to_string()))?;
+        let server =
+            Server::from_listener(listener, None).map_err(|e| io::Error::other(e.to_string()))?;
         let server = Arc::new(server);
         let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
@@ -66,7 +75,12 @@ impl ServerHandle {
                 })?;
             handles.push(h);
         }
-        Ok(ServerHandle { server: Some(server), addr: bound, stop, workers: handles })
+        Ok(ServerHandle {
+            server: Some(server),
+            addr: bound,
+            stop,
+            workers: handles,
+        })
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
@@ -99,7 +113,12 @@ impl Drop for ServerHandle {
 pub(crate) fn headers_of(req: &Request) -> Vec<(String, String)> {
     req.headers()
         .iter()
-        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -134,7 +153,12 @@ pub(crate) fn respond_bytes(req: Request, status: u16, ctype: &str, body: Vec<u8
 
 /// Answers with a JSON value.
 pub(crate) fn respond_json(req: Request, status: u16, value: &serde_json::Value) {
-    respond_bytes(req, status, "application/json", value.to_string().into_bytes());
+    respond_bytes(
+        req,
+        status,
+        "application/json",
+        value.to_string().into_bytes(),
+    );
 }
 
 /// Answers with plain text.
@@ -148,7 +172,10 @@ mod tests {
 
     #[test]
     fn colon_port_shorthand() -> io::Result<()> {
-        assert_eq!(parse_listen_addr(":0")?, "127.0.0.1:0".parse().map_err(io::Error::other)?);
+        assert_eq!(
+            parse_listen_addr(":0")?,
+            "127.0.0.1:0".parse().map_err(io::Error::other)?
+        );
         assert_eq!(parse_listen_addr("127.0.0.1:18081")?.port(), 18081);
         assert!(parse_listen_addr("nonsense").is_err());
         Ok(())

@@ -9,6 +9,7 @@
 //! Everything here runs on the host (no wasm); tests in this crate do not need Envoy.
 
 pub mod collector;
+pub mod envoy;
 mod http;
 pub mod shop;
 pub mod stub;

@@ -44,7 +44,13 @@ pub enum Service {
 
 impl Service {
     /// All services, in default-port order.
-    pub const ALL: [Service; 5] = [Service::Auth, Service::Products, Service::Cart, Service::Orders, Service::Fulfillment];
+    pub const ALL: [Service; 5] = [
+        Service::Auth,
+        Service::Products,
+        Service::Cart,
+        Service::Orders,
+        Service::Fulfillment,
+    ];
 
     /// Lower-case name (`"auth"`, `"products"`, ...).
     pub fn name(self) -> &'static str {
@@ -82,7 +88,9 @@ impl FromStr for Service {
         Service::ALL
             .into_iter()
             .find(|svc| svc.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| format!("unknown service {s:?} (expected auth|products|cart|orders|fulfillment)"))
+            .ok_or_else(|| {
+                format!("unknown service {s:?} (expected auth|products|cart|orders|fulfillment)")
+            })
     }
 }
 
@@ -151,11 +159,17 @@ fn shipping_options() -> Value {
 }
 
 fn not_found(service: Service, path: &str) -> Reply {
-    (404, json!({"error": "not found", "service": service.name(), "path": path}))
+    (
+        404,
+        json!({"error": "not found", "service": service.name(), "path": path}),
+    )
 }
 
 fn method_not_allowed(service: Service, method: &Method) -> Reply {
-    (405, json!({"error": format!("method {method} not allowed"), "service": service.name()}))
+    (
+        405,
+        json!({"error": format!("method {method} not allowed"), "service": service.name()}),
+    )
 }
 
 impl Ctx {
@@ -177,8 +191,12 @@ impl Ctx {
                 Service::Cart => self.cart(&method, path, query, &headers, &body),
             }
         };
-        let mut resp = tiny_http::Response::from_data(value.to_string().into_bytes()).with_status_code(status);
-        for (k, v) in [("Content-Type", "application/json"), ("x-service", self.service.name())] {
+        let mut resp =
+            tiny_http::Response::from_data(value.to_string().into_bytes()).with_status_code(status);
+        for (k, v) in [
+            ("Content-Type", "application/json"),
+            ("x-service", self.service.name()),
+        ] {
             if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
                 resp.add_header(h);
             }
@@ -205,7 +223,14 @@ impl Ctx {
         )
     }
 
-    fn cart(&self, method: &Method, path: &str, query: &str, headers: &[(String, String)], body: &[u8]) -> Reply {
+    fn cart(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Reply {
         if path != "/cart/add" {
             return not_found(Service::Cart, path);
         }
@@ -223,9 +248,16 @@ impl Ctx {
                 Err(e) => return (400, json!({"error": format!("invalid JSON body: {e}")})),
             }
         };
-        let product_id = parsed.get("productId").and_then(Value::as_str).unwrap_or("p-1").to_string();
+        let product_id = parsed
+            .get("productId")
+            .and_then(Value::as_str)
+            .unwrap_or("p-1")
+            .to_string();
         if !is_safe_id(&product_id) {
-            return (400, json!({"error": "invalid productId", "productId": product_id}));
+            return (
+                400,
+                json!({"error": "invalid productId", "productId": product_id}),
+            );
         }
         let qty = parsed.get("qty").and_then(Value::as_u64).unwrap_or(1);
 
@@ -246,7 +278,12 @@ impl Ctx {
         };
         let shipping = match self.get_json("/shipping-options", &forward) {
             Ok(v) => v,
-            Err(e) => return (502, json!({"error": "fulfillment call failed", "detail": e})),
+            Err(e) => {
+                return (
+                    502,
+                    json!({"error": "fulfillment call failed", "detail": e}),
+                )
+            }
         };
         (
             200,
@@ -267,12 +304,17 @@ impl Ctx {
         }
         match call.call() {
             Ok(resp) => {
-                let text = resp.into_string().map_err(|e| format!("GET {url}: reading body: {e}"))?;
+                let text = resp
+                    .into_string()
+                    .map_err(|e| format!("GET {url}: reading body: {e}"))?;
                 serde_json::from_str(&text).map_err(|e| format!("GET {url}: invalid JSON: {e}"))
             }
             Err(ureq::Error::Status(code, resp)) => {
                 let text = resp.into_string().unwrap_or_default();
-                Err(format!("GET {url}: status {code}: {}", text.chars().take(200).collect::<String>()))
+                Err(format!(
+                    "GET {url}: status {code}: {}",
+                    text.chars().take(200).collect::<String>()
+                ))
             }
             // ureq transport errors already name the URL.
             Err(e) => Err(e.to_string()),
@@ -282,7 +324,9 @@ impl Ctx {
 
 fn auth(method: &Method, path: &str) -> Reply {
     match path {
-        "/auth/login" if *method == Method::Post => (200, json!({"token": "demo-token", "user": "demo"})),
+        "/auth/login" if *method == Method::Post => {
+            (200, json!({"token": "demo-token", "user": "demo"}))
+        }
         "/auth/login" => method_not_allowed(Service::Auth, method),
         _ => not_found(Service::Auth, path),
     }
@@ -302,7 +346,10 @@ fn product_routes(method: &Method, path: &str) -> Reply {
         Some(id) => {
             let found = all
                 .as_array()
-                .and_then(|list| list.iter().find(|p| p.get("id").and_then(Value::as_str) == Some(id)))
+                .and_then(|list| {
+                    list.iter()
+                        .find(|p| p.get("id").and_then(Value::as_str) == Some(id))
+                })
                 .cloned();
             match found {
                 Some(p) => (200, p),
@@ -321,7 +368,11 @@ fn fulfillment(method: &Method, path: &str) -> Reply {
 }
 
 fn is_safe_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// First value of `name` in a URL query string, percent- and `+`-decoded.
@@ -340,7 +391,9 @@ fn percent_decode(s: &str) -> String {
         match bytes.get(i) {
             Some(b'+') => out.push(b' '),
             Some(b'%') => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
                         out.push(b);
@@ -372,8 +425,14 @@ mod tests {
 
     #[test]
     fn query_params_decode() {
-        assert_eq!(query_param("cartId=c-42&x=1", "cartId").as_deref(), Some("c-42"));
-        assert_eq!(query_param("a=1&cartId=c%2042", "cartId").as_deref(), Some("c 42"));
+        assert_eq!(
+            query_param("cartId=c-42&x=1", "cartId").as_deref(),
+            Some("c-42")
+        );
+        assert_eq!(
+            query_param("a=1&cartId=c%2042", "cartId").as_deref(),
+            Some("c 42")
+        );
         assert_eq!(query_param("cartId", "cartId").as_deref(), Some(""));
         assert_eq!(query_param("", "cartId"), None);
         assert_eq!(percent_decode("%zz%4"), "%zz%4");
@@ -383,7 +442,13 @@ mod tests {
     fn product_lookup() {
         assert_eq!(product_routes(&Method::Get, "/products/p-2").0, 200);
         assert_eq!(product_routes(&Method::Get, "/products/p-9").0, 404);
-        assert_eq!(product_routes(&Method::Get, "/products").1.as_array().map(Vec::len), Some(3));
+        assert_eq!(
+            product_routes(&Method::Get, "/products")
+                .1
+                .as_array()
+                .map(Vec::len),
+            Some(3)
+        );
         assert_eq!(product_routes(&Method::Post, "/products").0, 405);
     }
 

@@ -70,7 +70,8 @@ impl Stub {
 
     fn start_inner(name: Option<String>, addr: &str) -> io::Result<Stub> {
         let log: Log = Arc::new(Mutex::new(Vec::new()));
-        let shared_name: Arc<Mutex<String>> = Arc::new(Mutex::new(name.clone().unwrap_or_default()));
+        let shared_name: Arc<Mutex<String>> =
+            Arc::new(Mutex::new(name.clone().unwrap_or_default()));
         let handler_log = Arc::clone(&log);
         let handler_name = Arc::clone(&shared_name);
         let server = ServerHandle::spawn(addr, 8, "stub", move |req| {
@@ -111,7 +112,11 @@ impl Stub {
 
     /// Polls every 20 ms until at least `n` requests arrived; returns them,
     /// or `Err` with what arrived before `timeout`.
-    pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> Result<Vec<StubRequest>, Vec<StubRequest>> {
+    pub fn wait_for_requests(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<StubRequest>, Vec<StubRequest>> {
         let deadline = Instant::now() + timeout;
         loop {
             let reqs = self.requests();
@@ -140,11 +145,17 @@ fn handle(log: &Log, name: &str, mut req: Request) {
         .and_then(|v| v.trim().parse::<u16>().ok())
         .filter(|s| (100..=999).contains(s))
         .unwrap_or(200);
-    let delay = record.header("x-stub-delay-ms").and_then(|v| v.trim().parse::<u64>().ok());
+    let delay = record
+        .header("x-stub-delay-ms")
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let path = record.path.clone();
     lock(log).push(record);
     if let Some(ms) = delay {
         std::thread::sleep(Duration::from_millis(ms.min(30_000)));
     }
-    http::respond_json(req, status, &serde_json::json!({ "stub": name, "path": path }));
+    http::respond_json(
+        req,
+        status,
+        &serde_json::json!({ "stub": name, "path": path }),
+    );
 }

@@ -29,14 +29,19 @@ pub fn render(spans: &[RecordedSpan]) -> String {
 
 /// Renders the spans of a single trace (spans of other traces are ignored).
 pub fn render_trace(trace_id: &str, spans: &[RecordedSpan]) -> String {
-    let group: Vec<&RecordedSpan> = spans.iter().filter(|s| s.trace_id.eq_ignore_ascii_case(trace_id)).collect();
+    let group: Vec<&RecordedSpan> = spans
+        .iter()
+        .filter(|s| s.trace_id.eq_ignore_ascii_case(trace_id))
+        .collect();
     render_group(&trace_id.to_ascii_lowercase(), &group)
 }
 
 /// Start time of the earliest root (or earliest span if there is no root).
 fn trace_sort_key(group: &[&RecordedSpan]) -> u64 {
     let ids: HashSet<&str> = group.iter().map(|s| s.span_id.as_str()).collect();
-    let roots = group.iter().filter(|s| s.parent_span_id.is_empty() || !ids.contains(s.parent_span_id.as_str()));
+    let roots = group
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty() || !ids.contains(s.parent_span_id.as_str()));
     roots
         .map(|s| s.start_ns)
         .min()
@@ -49,13 +54,21 @@ fn render_group(trace_id: &str, group: &[&RecordedSpan]) -> String {
     let mut children: BTreeMap<&str, Vec<&RecordedSpan>> = BTreeMap::new();
     let mut roots: Vec<&RecordedSpan> = Vec::new();
     for s in group {
-        if !s.parent_span_id.is_empty() && ids.contains(s.parent_span_id.as_str()) && s.parent_span_id != s.span_id {
-            children.entry(s.parent_span_id.as_str()).or_default().push(s);
+        if !s.parent_span_id.is_empty()
+            && ids.contains(s.parent_span_id.as_str())
+            && s.parent_span_id != s.span_id
+        {
+            children
+                .entry(s.parent_span_id.as_str())
+                .or_default()
+                .push(s);
         } else {
             roots.push(s);
         }
     }
-    let by_start = |a: &&RecordedSpan, b: &&RecordedSpan| (a.start_ns, &a.span_id).cmp(&(b.start_ns, &b.span_id));
+    let by_start = |a: &&RecordedSpan, b: &&RecordedSpan| {
+        (a.start_ns, &a.span_id).cmp(&(b.start_ns, &b.span_id))
+    };
     roots.sort_by(by_start);
     for list in children.values_mut() {
         list.sort_by(by_start);
@@ -126,7 +139,14 @@ pub fn line(s: &RecordedSpan) -> String {
         },
         _ => "UNSET".to_string(),
     };
-    let mut text = format!("{}  [{}] {} {:.1}ms {}", s.name, service, kind_name(s.kind), s.duration_ms(), status);
+    let mut text = format!(
+        "{}  [{}] {} {:.1}ms {}",
+        s.name,
+        service,
+        kind_name(s.kind),
+        s.duration_ms(),
+        status
+    );
     if let Some(id) = s.attr("durable_object.id") {
         text.push_str(&format!(" do={id}"));
     }
@@ -147,7 +167,17 @@ mod tests {
     use super::*;
     use crate::collector::AttrValue;
 
-    fn span(trace: &str, id: &str, parent: &str, name: &str, svc: &str, k: i32, start_ms: u64, dur_ms: f64) -> RecordedSpan {
+    #[allow(clippy::too_many_arguments)]
+    fn span(
+        trace: &str,
+        id: &str,
+        parent: &str,
+        name: &str,
+        svc: &str,
+        k: i32,
+        start_ms: u64,
+        dur_ms: f64,
+    ) -> RecordedSpan {
         RecordedSpan {
             trace_id: trace.into(),
             span_id: id.into(),
@@ -171,15 +201,61 @@ mod tests {
 
     #[test]
     fn renders_the_cart_flow() {
-        let mut dobj = span(T, "b", "a", "CartDurableObject POST /cart/add", "ecomm-ms-gateway", kind::CLIENT, 1, 10.1);
-        dobj.attributes.insert("durable_object.id".into(), AttrValue::Str("c-42".into()));
+        let mut dobj = span(
+            T,
+            "b",
+            "a",
+            "CartDurableObject POST /cart/add",
+            "ecomm-ms-gateway",
+            kind::CLIENT,
+            1,
+            10.1,
+        );
+        dobj.attributes
+            .insert("durable_object.id".into(), AttrValue::Str("c-42".into()));
         // Deliberately out of order.
         let spans = vec![
-            span(T, "e", "c", "FULFILLMENT_SERVICE GET /shipping-options", "cart-service", kind::CLIENT, 5, 1.5),
-            span(T, "d", "c", "PRODUCTS_SERVICE GET /products/:id", "cart-service", kind::CLIENT, 3, 2.0),
-            span(T, "c", "b", "POST /cart/add", "cart-service", kind::SERVER, 2, 8.0),
+            span(
+                T,
+                "e",
+                "c",
+                "FULFILLMENT_SERVICE GET /shipping-options",
+                "cart-service",
+                kind::CLIENT,
+                5,
+                1.5,
+            ),
+            span(
+                T,
+                "d",
+                "c",
+                "PRODUCTS_SERVICE GET /products/:id",
+                "cart-service",
+                kind::CLIENT,
+                3,
+                2.0,
+            ),
+            span(
+                T,
+                "c",
+                "b",
+                "POST /cart/add",
+                "cart-service",
+                kind::SERVER,
+                2,
+                8.0,
+            ),
             dobj,
-            span(T, "a", "", "POST /api/cart/:cartId/add", "ecomm-ms-gateway", kind::SERVER, 0, 12.3),
+            span(
+                T,
+                "a",
+                "",
+                "POST /api/cart/:cartId/add",
+                "ecomm-ms-gateway",
+                kind::SERVER,
+                0,
+                12.3,
+            ),
         ];
         let expected = "\
 trace 4bf92f3577b34da6a3ce929d0e0e4736
@@ -198,10 +274,15 @@ trace 4bf92f3577b34da6a3ce929d0e0e4736
         let t2 = "00000000000000000000000000000002";
         let mut err = span(t2, "x", "", "GET /boom", "gw", kind::SERVER, 100, 1.0);
         err.status_code = status::ERROR;
-        err.attributes.insert("error.type".into(), AttrValue::Str("503".into()));
+        err.attributes
+            .insert("error.type".into(), AttrValue::Str("503".into()));
         let mut unset = span(T, "o", "ffff", "orphan", "svc", kind::CLIENT, 50, 0.25);
         unset.status_code = status::UNSET;
-        let spans = vec![err, unset, span(T, "r", "", "root", "svc", kind::SERVER, 10, 1.0)];
+        let spans = vec![
+            err,
+            unset,
+            span(T, "r", "", "root", "svc", kind::SERVER, 10, 1.0),
+        ];
         let out = render(&spans);
         let expected = "\
 trace 4bf92f3577b34da6a3ce929d0e0e4736
@@ -216,7 +297,10 @@ trace 00000000000000000000000000000002
 
     #[test]
     fn parent_cycles_do_not_loop() {
-        let spans = vec![span(T, "a", "b", "A", "s", kind::SERVER, 0, 1.0), span(T, "b", "a", "B", "s", kind::SERVER, 1, 1.0)];
+        let spans = vec![
+            span(T, "a", "b", "A", "s", kind::SERVER, 0, 1.0),
+            span(T, "b", "a", "B", "s", kind::SERVER, 1, 1.0),
+        ];
         let out = render(&spans);
         assert!(out.contains("parent cycle"), "{out}");
         assert_eq!(out.lines().count(), 3);

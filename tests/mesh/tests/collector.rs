@@ -12,12 +12,19 @@ use prost::Message;
 type R = Result<(), Box<dyn std::error::Error>>;
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    }
 }
 
 fn sample() -> ExportTraceServiceRequest {
     let span = Span {
-        trace_id: vec![0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36],
+        trace_id: vec![
+            0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e,
+            0x47, 0x36,
+        ],
         span_id: vec![0, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
         parent_span_id: vec![],
         trace_state: "vendor=x".into(),
@@ -26,7 +33,10 @@ fn sample() -> ExportTraceServiceRequest {
         start_time_unix_nano: 1_000_000_000,
         end_time_unix_nano: 1_012_300_000,
         attributes: vec![
-            kv("http.request.method", any_value::Value::StringValue("GET".into())),
+            kv(
+                "http.request.method",
+                any_value::Value::StringValue("GET".into()),
+            ),
             kv("http.response.status_code", any_value::Value::IntValue(200)),
         ],
         events: vec![span::Event {
@@ -35,17 +45,27 @@ fn sample() -> ExportTraceServiceRequest {
             attributes: vec![kv("attempt", any_value::Value::IntValue(1))],
             ..Default::default()
         }],
-        status: Some(Status { code: 1, message: String::new() }),
+        status: Some(Status {
+            code: 1,
+            message: String::new(),
+        }),
         ..Default::default()
     };
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![kv("service.name", any_value::Value::StringValue("ecomm-ms-gateway".into()))],
+                attributes: vec![kv(
+                    "service.name",
+                    any_value::Value::StringValue("ecomm-ms-gateway".into()),
+                )],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "gateway-tracing".into(), version: "0.1.0".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "gateway-tracing".into(),
+                    version: "0.1.0".into(),
+                    ..Default::default()
+                }),
                 spans: vec![span],
                 ..Default::default()
             }],
@@ -55,14 +75,20 @@ fn sample() -> ExportTraceServiceRequest {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build()
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build()
 }
 
-fn post(url: &str, ctype: &str, body: &[u8]) -> Result<u16, ureq::Error> {
-    match agent().post(url).set("content-type", ctype).send_bytes(body) {
+fn post(url: &str, ctype: &str, body: &[u8]) -> Result<u16, Box<ureq::Error>> {
+    match agent()
+        .post(url)
+        .set("content-type", ctype)
+        .send_bytes(body)
+    {
         Ok(r) => Ok(r.status()),
         Err(ureq::Error::Status(code, _)) => Ok(code),
-        Err(e) => Err(e),
+        Err(e) => Err(Box::new(e)),
     }
 }
 
@@ -77,7 +103,9 @@ fn protobuf_export_is_recorded() -> R {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.header("content-type"), Some("application/x-protobuf"));
 
-    let spans = c.wait_for(Duration::from_secs(2), |s| !s.is_empty()).map_err(|_| "no spans")?;
+    let spans = c
+        .wait_for(Duration::from_secs(2), |s| !s.is_empty())
+        .map_err(|_| "no spans")?;
     let s = &spans[0];
     assert_eq!(s.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_eq!(s.span_id, "00f067aa0ba902b7");
@@ -87,12 +115,22 @@ fn protobuf_export_is_recorded() -> R {
     assert_eq!(s.service(), Some("ecomm-ms-gateway"));
     assert_eq!(s.scope_name, "gateway-tracing");
     assert_eq!(s.scope_version, "0.1.0");
-    assert_eq!(s.attr("http.request.method").and_then(AttrValue::as_str), Some("GET"));
-    assert_eq!(s.attr("http.response.status_code").and_then(AttrValue::as_int), Some(200));
+    assert_eq!(
+        s.attr("http.request.method").and_then(AttrValue::as_str),
+        Some("GET")
+    );
+    assert_eq!(
+        s.attr("http.response.status_code")
+            .and_then(AttrValue::as_int),
+        Some(200)
+    );
     assert_eq!(s.status_code, 1);
     assert!((s.duration_ms() - 12.3).abs() < 1e-6);
     assert_eq!(s.events.len(), 1);
-    assert_eq!(s.events[0].attributes.get("attempt"), Some(&AttrValue::Int(1)));
+    assert_eq!(
+        s.events[0].attributes.get("attempt"),
+        Some(&AttrValue::Int(1))
+    );
 
     let reqs = c.requests();
     assert_eq!(reqs.len(), 1);
@@ -100,7 +138,10 @@ fn protobuf_export_is_recorded() -> R {
     assert_eq!(reqs[0].span_count, 1);
     assert_eq!(reqs[0].decode_error, None);
     assert_eq!(reqs[0].header("x-custom"), Some("a"));
-    assert!(reqs[0].headers.iter().all(|(k, _)| *k == k.to_ascii_lowercase()));
+    assert!(reqs[0]
+        .headers
+        .iter()
+        .all(|(k, _)| *k == k.to_ascii_lowercase()));
 
     assert_eq!(c.trace("4BF92F3577B34DA6A3CE929D0E0E4736").len(), 1);
     assert!(c.trace("00000000000000000000000000000001").is_empty());
@@ -131,7 +172,14 @@ fn json_export_is_recorded() -> R {
             }]
         }]
     });
-    assert_eq!(post(&c.traces_url(), "application/json", body.to_string().as_bytes())?, 200);
+    assert_eq!(
+        post(
+            &c.traces_url(),
+            "application/json",
+            body.to_string().as_bytes()
+        )?,
+        200
+    );
     let spans = c.spans();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].trace_id, "5b8efff798038103d269b633813fc60c");
@@ -146,13 +194,28 @@ fn json_export_is_recorded() -> R {
 #[test]
 fn bad_requests_are_recorded() -> R {
     let c = Collector::start(":0")?;
-    assert_eq!(post(&c.traces_url(), "application/x-protobuf", b"\xff\xff\xff garbage")?, 400);
-    assert_eq!(post(&c.traces_url(), "application/json", b"{not json")?, 400);
+    assert_eq!(
+        post(
+            &c.traces_url(),
+            "application/x-protobuf",
+            b"\xff\xff\xff garbage"
+        )?,
+        400
+    );
+    assert_eq!(
+        post(&c.traces_url(), "application/json", b"{not json")?,
+        400
+    );
     assert_eq!(post(&c.traces_url(), "text/plain", b"hi")?, 415);
     let reqs = c.requests();
     assert_eq!(reqs.len(), 3);
-    assert!(reqs.iter().all(|r| r.decode_error.is_some() && r.span_count == 0));
-    assert_eq!(reqs.iter().map(|r| r.status).collect::<Vec<_>>(), vec![400, 400, 415]);
+    assert!(reqs
+        .iter()
+        .all(|r| r.decode_error.is_some() && r.span_count == 0));
+    assert_eq!(
+        reqs.iter().map(|r| r.status).collect::<Vec<_>>(),
+        vec![400, 400, 415]
+    );
     assert!(c.spans().is_empty());
     Ok(())
 }
@@ -181,13 +244,30 @@ fn query_endpoints_and_jsonl() -> R {
     let file = dir.join("spans.jsonl");
     let _ = std::fs::remove_file(&file);
     let c = Collector::start(":0")?.with_jsonl(&file)?;
-    assert_eq!(post(&c.traces_url(), "application/x-protobuf", &sample().encode_to_vec())?, 200);
+    assert_eq!(
+        post(
+            &c.traces_url(),
+            "application/x-protobuf",
+            &sample().encode_to_vec()
+        )?,
+        200
+    );
 
-    let health = agent().get(&format!("http://{}/healthz", c.addr())).call()?;
+    let health = agent()
+        .get(&format!("http://{}/healthz", c.addr()))
+        .call()?;
     assert_eq!(health.status(), 200);
-    let all: Vec<mesh::RecordedSpan> = serde_json::from_str(&agent().get(&format!("http://{}/traces", c.addr())).call()?.into_string()?)?;
+    let all: Vec<mesh::RecordedSpan> = serde_json::from_str(
+        &agent()
+            .get(&format!("http://{}/traces", c.addr()))
+            .call()?
+            .into_string()?,
+    )?;
     assert_eq!(all, c.spans());
-    assert!(c.requests().iter().all(|r| r.path == "/v1/traces"), "query endpoints are not recorded");
+    assert!(
+        c.requests().iter().all(|r| r.path == "/v1/traces"),
+        "query endpoints are not recorded"
+    );
 
     let text = std::fs::read_to_string(&file)?;
     let lines: Vec<&str> = text.lines().collect();

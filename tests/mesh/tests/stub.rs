@@ -9,20 +9,32 @@ type R = Result<(), Box<dyn std::error::Error>>;
 #[test]
 fn records_requests_and_honours_status() -> R {
     let stub = Stub::start_named("products", ":0")?;
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
 
     let resp = agent
         .get(&format!("{}/products/p-1?x=1", stub.url()))
-        .set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .set(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .set("X-Dup", "one")
         .set("x-dup", "two")
         .call()?;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.header("content-type"), Some("application/json"));
     let body: serde_json::Value = serde_json::from_str(&resp.into_string()?)?;
-    assert_eq!(body, serde_json::json!({"stub": "products", "path": "/products/p-1?x=1"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"stub": "products", "path": "/products/p-1?x=1"})
+    );
 
-    match agent.post(&format!("{}/fail", stub.url())).set("x-stub-status", "503").send_string("payload") {
+    match agent
+        .post(&format!("{}/fail", stub.url()))
+        .set("x-stub-status", "503")
+        .send_string("payload")
+    {
         Err(ureq::Error::Status(503, _)) => {}
         other => return Err(format!("expected 503, got {other:?}").into()),
     }
@@ -32,8 +44,14 @@ fn records_requests_and_honours_status() -> R {
     assert_eq!(reqs[0].method, "GET");
     assert_eq!(reqs[0].path, "/products/p-1?x=1");
     assert_eq!(reqs[0].header_values("x-dup"), vec!["one", "two"]);
-    assert_eq!(reqs[0].header_values("TRACEPARENT"), vec!["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]);
-    assert!(reqs[0].headers.iter().all(|(k, _)| *k == k.to_ascii_lowercase()));
+    assert_eq!(
+        reqs[0].header_values("TRACEPARENT"),
+        vec!["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]
+    );
+    assert!(reqs[0]
+        .headers
+        .iter()
+        .all(|(k, _)| *k == k.to_ascii_lowercase()));
     assert_eq!(reqs[1].method, "POST");
     assert_eq!(reqs[1].body, "payload");
     stub.clear();
@@ -45,7 +63,9 @@ fn records_requests_and_honours_status() -> R {
 fn unnamed_stub_reports_its_address() -> R {
     let stub = Stub::start("127.0.0.1:0")?;
     assert_eq!(stub.name(), stub.addr().to_string());
-    let body = ureq::get(&format!("{}/", stub.url())).call()?.into_string()?;
+    let body = ureq::get(&format!("{}/", stub.url()))
+        .call()?
+        .into_string()?;
     assert!(body.contains(&stub.addr().to_string()), "{body}");
     Ok(())
 }

@@ -23,16 +23,25 @@ struct Args {
 const USAGE: &str = "usage: otel-collector [--listen ADDR] [--jsonl FILE] [--quiet-after SECS]";
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { listen: "127.0.0.1:4318".into(), jsonl: None, quiet_after: Duration::from_millis(1500) };
+    let mut args = Args {
+        listen: "127.0.0.1:4318".into(),
+        jsonl: None,
+        quiet_after: Duration::from_millis(1500),
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
         match flag.as_str() {
             "--listen" => args.listen = value()?,
             "--jsonl" => args.jsonl = Some(value()?),
             "--quiet-after" => {
                 let v = value()?;
-                let secs: f64 = v.parse().map_err(|_| format!("--quiet-after: not a number: {v}"))?;
+                let secs: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--quiet-after: not a number: {v}"))?;
                 if !(secs.is_finite() && secs >= 0.0) {
                     return Err(format!("--quiet-after: must be >= 0: {v}"));
                 }
@@ -103,7 +112,11 @@ fn main() -> ExitCode {
             continue;
         }
         let mut out = String::new();
-        let picked: Vec<_> = spans.iter().filter(|s| ready.contains(&s.trace_id)).cloned().collect();
+        let picked: Vec<_> = spans
+            .iter()
+            .filter(|s| ready.contains(&s.trace_id))
+            .cloned()
+            .collect();
         out.push_str(&tree::render(&picked));
         out.push('\n');
         let mut stdout = std::io::stdout().lock();

@@ -13,7 +13,8 @@ use std::str::FromStr;
 
 use mesh::shop::{serve, Service, ServiceHandle, DEFAULT_OUTBOUND};
 
-const USAGE: &str = "usage: shop <auth|products|cart|orders|fulfillment|all> [--listen ADDR] [--outbound URL]";
+const USAGE: &str =
+    "usage: shop <auth|products|cart|orders|fulfillment|all> [--listen ADDR] [--outbound URL]";
 
 fn run() -> Result<Vec<ServiceHandle>, String> {
     let mut args = std::env::args().skip(1);
@@ -24,7 +25,9 @@ fn run() -> Result<Vec<ServiceHandle>, String> {
     let mut listen: Option<String> = None;
     let mut outbound = DEFAULT_OUTBOUND.to_string();
     while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let value = args
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--listen" => listen = Some(value),
             "--outbound" => outbound = value,
@@ -41,8 +44,11 @@ fn run() -> Result<Vec<ServiceHandle>, String> {
     };
     let mut handles = Vec::new();
     for svc in services {
-        let addr = listen.clone().unwrap_or_else(|| svc.default_listen().to_string());
-        let h = serve(svc, &addr, &outbound).map_err(|e| format!("{svc}: cannot listen on {addr}: {e}"))?;
+        let addr = listen
+            .clone()
+            .unwrap_or_else(|| svc.default_listen().to_string());
+        let h = serve(svc, &addr, &outbound)
+            .map_err(|e| format!("{svc}: cannot listen on {addr}: {e}"))?;
         if svc == Service::Cart {
             println!("started {svc} on {} (outbound {outbound})", h.url());
         } else {
