@@ -6,7 +6,11 @@
 //! - [`shop`]: the demo e-commerce services (auth, products, cart, orders, fulfillment).
 //! - [`envoy`]: runs a real Envoy process for end-to-end tests; [`envoy::ProcessGuard`].
 //!
-//! Everything here runs on the host (no wasm); tests in this crate do not need Envoy.
+//! Binaries: `otel-collector` (collector + tree printer) and `shop` (demo services).
+//!
+//! Everything here runs on the host (no wasm). This crate's own tests do not
+//! need Envoy; the one test that runs it is skipped when `envoy` is absent.
+//! Listen addresses everywhere accept `":PORT"` as shorthand for `127.0.0.1:PORT`.
 
 pub mod collector;
 pub mod envoy;
@@ -16,4 +20,7 @@ pub mod stub;
 pub mod tree;
 
 pub use collector::{AttrValue, Collector, RecordedEvent, RecordedRequest, RecordedSpan};
+pub use envoy::{Envoy, EnvoyOpts, ProcessGuard};
 pub use http::parse_listen_addr;
+pub use shop::{Service, ServiceHandle};
+pub use stub::{Stub, StubRequest};
