@@ -26,7 +26,12 @@ pub const MAX_EXPORT_BATCH_SIZE: usize = 8_192;
 pub const MAX_QUEUE_SIZE: usize = 1_000_000;
 
 /// Headers the exporter sets itself; configuring them is refused.
-const RESERVED_EXPORTER_HEADERS: [&str; 4] = ["content-type", "content-length", "host", "transfer-encoding"];
+const RESERVED_EXPORTER_HEADERS: [&str; 4] = [
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+];
 
 /// Which spans this filter instance produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -214,7 +219,10 @@ impl Config {
         self.clusters
             .get(cluster)
             .cloned()
-            .unwrap_or_else(|| ClusterTarget { service: cluster.to_string(), durable_object: None })
+            .unwrap_or_else(|| ClusterTarget {
+                service: cluster.to_string(),
+                durable_object: None,
+            })
     }
 }
 
@@ -230,52 +238,93 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.value {
-            None => write!(f, "invalid gateway-tracing configuration: {}: {}", self.field, self.reason),
-            Some(v) => write!(f, "invalid gateway-tracing configuration: {} = {:?}: {}", self.field, v, self.reason),
+            None => write!(
+                f,
+                "invalid gateway-tracing configuration: {}: {}",
+                self.field, self.reason
+            ),
+            Some(v) => write!(
+                f,
+                "invalid gateway-tracing configuration: {} = {:?}: {}",
+                self.field, v, self.reason
+            ),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
 
-fn err(field: impl Into<String>, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), value: Some(value.into()), reason: reason.into() }
+fn err(
+    field: impl Into<String>,
+    value: impl Into<String>,
+    reason: impl Into<String>,
+) -> ConfigError {
+    ConfigError {
+        field: field.into(),
+        value: Some(value.into()),
+        reason: reason.into(),
+    }
 }
 
 fn structural(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError { field: field.into(), value: None, reason: reason.into() }
+    ConfigError {
+        field: field.into(),
+        value: None,
+        reason: reason.into(),
+    }
 }
 
 /// Parses and validates the plugin configuration. `env` looks up environment variables.
 pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     if json.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(structural("configuration", "is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required"));
+        return Err(structural(
+            "configuration",
+            "is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required",
+        ));
     }
     let de = &mut serde_json::Deserializer::from_slice(json);
     let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() { "configuration".to_string() } else { path };
+        let field = if path == "." || path.is_empty() {
+            "configuration".to_string()
+        } else {
+            path
+        };
         structural(field, e.inner().to_string())
     })?;
     validate(raw, env)
 }
 
 /// Turns a parsed [`RawConfig`] into a [`Config`], checking every field.
-pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let service_name =
-        expand(&raw.service_name, env).map_err(|reason| err("service_name", raw.service_name.clone(), reason))?;
+pub fn validate(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let service_name = expand(&raw.service_name, env)
+        .map_err(|reason| err("service_name", raw.service_name.clone(), reason))?;
     if service_name.trim().is_empty() {
-        return Err(err("service_name", raw.service_name.clone(), "must not be empty"));
+        return Err(err(
+            "service_name",
+            raw.service_name.clone(),
+            "must not be empty",
+        ));
     }
 
     let mut resource_attributes = Vec::new();
     for (k, v) in &raw.resource_attributes {
         let field = format!("resource_attributes.{k}");
         if k.is_empty() {
-            return Err(structural("resource_attributes", "attribute names must not be empty"));
+            return Err(structural(
+                "resource_attributes",
+                "attribute names must not be empty",
+            ));
         }
         if k == crate::semconv::SERVICE_NAME {
-            return Err(err(field, v.clone(), "set service.name with the service_name field"));
+            return Err(err(
+                field,
+                v.clone(),
+                "set service.name with the service_name field",
+            ));
         }
         let v = expand(v, env).map_err(|reason| err(field.clone(), v.clone(), reason))?;
         resource_attributes.push((k.clone(), v));
@@ -287,12 +336,14 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             .map_err(|reason| err(format!("routes[{i}].template"), r.template.clone(), reason))?;
         let upstream_template = match &r.upstream_template {
             None => None,
-            Some(u) => Some(
-                RouteTemplate::parse(u)
-                    .map_err(|reason| err(format!("routes[{i}].upstream_template"), u.clone(), reason))?,
-            ),
+            Some(u) => Some(RouteTemplate::parse(u).map_err(|reason| {
+                err(format!("routes[{i}].upstream_template"), u.clone(), reason)
+            })?),
         };
-        routes.push(Route { template, upstream_template });
+        routes.push(Route {
+            template,
+            upstream_template,
+        });
     }
     let routes = RouteTable { routes };
 
@@ -303,7 +354,9 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             return Err(structural("clusters", "cluster names must not be empty"));
         }
         let service = match c.service {
-            Some(s) if s.trim().is_empty() => return Err(err(format!("{field}.service"), s, "must not be empty")),
+            Some(s) if s.trim().is_empty() => {
+                return Err(err(format!("{field}.service"), s, "must not be empty"))
+            }
             Some(s) => s,
             None => name.clone(),
         };
@@ -311,7 +364,11 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
             None => None,
             Some(d) => {
                 if d.name.trim().is_empty() {
-                    return Err(err(format!("{field}.durable_object.name"), d.name, "must not be empty"));
+                    return Err(err(
+                        format!("{field}.durable_object.name"),
+                        d.name,
+                        "must not be empty",
+                    ));
                 }
                 match &d.id {
                     DurableObjectId::RouteParam(p) => {
@@ -333,15 +390,28 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
                         }
                     }
                 }
-                Some(DurableObject { name: d.name, id: d.id })
+                Some(DurableObject {
+                    name: d.name,
+                    id: d.id,
+                })
             }
         };
-        clusters.insert(name, ClusterTarget { service, durable_object });
+        clusters.insert(
+            name,
+            ClusterTarget {
+                service,
+                durable_object,
+            },
+        );
     }
 
     let e = raw.exporter;
     if e.cluster.trim().is_empty() {
-        return Err(err("exporter.cluster", e.cluster, "must name the Envoy cluster of the OTLP/HTTP collector"));
+        return Err(err(
+            "exporter.cluster",
+            e.cluster,
+            "must name the Envoy cluster of the OTLP/HTTP collector",
+        ));
     }
     if !e.path.starts_with('/') {
         return Err(err("exporter.path", e.path, "must start with '/'"));
@@ -350,22 +420,49 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
     if authority.is_empty() {
         return Err(err("exporter.authority", authority, "must not be empty"));
     }
-    check_range("exporter.timeout_ms", e.timeout_ms, 1, MAX_EXPORTER_TIMEOUT_MS)?;
-    check_range("exporter.flush_interval_ms", e.flush_interval_ms, 1, MAX_FLUSH_INTERVAL_MS)?;
-    check_range("exporter.max_export_batch_size", e.max_export_batch_size as u64, 1, MAX_EXPORT_BATCH_SIZE as u64)?;
-    check_range("exporter.max_queue_size", e.max_queue_size as u64, 1, MAX_QUEUE_SIZE as u64)?;
+    check_range(
+        "exporter.timeout_ms",
+        e.timeout_ms,
+        1,
+        MAX_EXPORTER_TIMEOUT_MS,
+    )?;
+    check_range(
+        "exporter.flush_interval_ms",
+        e.flush_interval_ms,
+        1,
+        MAX_FLUSH_INTERVAL_MS,
+    )?;
+    check_range(
+        "exporter.max_export_batch_size",
+        e.max_export_batch_size as u64,
+        1,
+        MAX_EXPORT_BATCH_SIZE as u64,
+    )?;
+    check_range(
+        "exporter.max_queue_size",
+        e.max_queue_size as u64,
+        1,
+        MAX_QUEUE_SIZE as u64,
+    )?;
     if e.max_queue_size < e.max_export_batch_size {
         return Err(err(
             "exporter.max_queue_size",
             e.max_queue_size.to_string(),
-            format!("must be at least exporter.max_export_batch_size ({})", e.max_export_batch_size),
+            format!(
+                "must be at least exporter.max_export_batch_size ({})",
+                e.max_export_batch_size
+            ),
         ));
     }
     let mut headers = Vec::new();
     for (name, value) in &e.headers {
         let field = format!("exporter.headers.{name}");
         if !is_header_name(name) {
-            return Err(err(field, "<redacted>", "header name must be lower-case token characters"));
+            return Err(err(
+                field,
+                "<redacted>",
+                "header name must be lower-case token characters",
+            ));
         }
         if RESERVED_EXPORTER_HEADERS.contains(&name.as_str()) {
             return Err(err(field, "<redacted>", "is set by the exporter itself"));
@@ -401,14 +498,20 @@ pub fn validate(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<
 
 fn check_range(field: &str, v: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if v < min || v > max {
-        return Err(err(field, v.to_string(), format!("must be between {min} and {max}")));
+        return Err(err(
+            field,
+            v.to_string(),
+            format!("must be between {min} and {max}"),
+        ));
     }
     Ok(())
 }
 
 fn is_header_name(h: &str) -> bool {
     !h.is_empty()
-        && h.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c))
+        && h.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&c)
+        })
 }
 
 /// Expands `${VAR}`, `${VAR:-default}` and `$$`. An unset variable without a default is an
@@ -437,10 +540,15 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             Some((n, d)) => (n, Some(d)),
             None => (body, None),
         };
-        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(format!("'${{{name}}}' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+            return Err(format!(
+                "'${{{name}}}' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+            ));
         }
         match (env(name).filter(|v| !v.is_empty()), default) {
             (Some(v), _) => out.push_str(&v),
@@ -483,13 +591,29 @@ mod tests {
         assert_eq!(c.sampler, Sampler::ParentBasedAlwaysOn);
         assert_eq!(c.service_name, DEFAULT_SERVICE_NAME);
         assert_eq!(c.exporter.path, DEFAULT_EXPORTER_PATH);
-        assert_eq!(c.exporter.authority, "otel", "authority defaults to the cluster name");
-        assert_eq!(c.exporter.timeout, Duration::from_millis(DEFAULT_EXPORTER_TIMEOUT_MS));
-        assert_eq!(c.exporter.flush_interval, Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS));
-        assert_eq!(c.exporter.max_export_batch_size, DEFAULT_MAX_EXPORT_BATCH_SIZE);
+        assert_eq!(
+            c.exporter.authority, "otel",
+            "authority defaults to the cluster name"
+        );
+        assert_eq!(
+            c.exporter.timeout,
+            Duration::from_millis(DEFAULT_EXPORTER_TIMEOUT_MS)
+        );
+        assert_eq!(
+            c.exporter.flush_interval,
+            Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS)
+        );
+        assert_eq!(
+            c.exporter.max_export_batch_size,
+            DEFAULT_MAX_EXPORT_BATCH_SIZE
+        );
         assert_eq!(c.exporter.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
         assert!(c.routes.routes.is_empty());
-        assert_eq!(c.cluster_target("auth").service, "auth", "unmapped cluster is named after itself");
+        assert_eq!(
+            c.cluster_target("auth").service,
+            "auth",
+            "unmapped cluster is named after itself"
+        );
     }
 
     #[test]
@@ -513,12 +637,21 @@ mod tests {
         .unwrap();
         assert_eq!(c.mode, Mode::SidecarOutbound);
         assert_eq!(c.service_name, "from-env");
-        assert_eq!(c.resource_attributes, vec![("deployment.environment.name".into(), "demo".into())]);
+        assert_eq!(
+            c.resource_attributes,
+            vec![("deployment.environment.name".into(), "demo".into())]
+        );
         assert_eq!(c.cluster_target("auth").service, "AUTH_SERVICE");
         let cart = c.cluster_target("cart");
-        assert_eq!(cart.durable_object.unwrap().id, DurableObjectId::RouteParam("cartId".into()));
+        assert_eq!(
+            cart.durable_object.unwrap().id,
+            DurableObjectId::RouteParam("cartId".into())
+        );
         assert_eq!(c.exporter.headers[0].1.expose(), "hc-secret-123");
-        assert!(!format!("{c:?}").contains("hc-secret-123"), "secret leaked through Debug");
+        assert!(
+            !format!("{c:?}").contains("hc-secret-123"),
+            "secret leaked through Debug"
+        );
     }
 
     #[test]
@@ -571,7 +704,11 @@ mod tests {
             ("plain", "plain", "no variables"),
             ("${SERVICE_NAME}", "from-env", "set variable"),
             ("${NOPE:-fallback}", "fallback", "default used"),
-            ("${SERVICE_NAME:-fallback}", "from-env", "default ignored when set"),
+            (
+                "${SERVICE_NAME:-fallback}",
+                "from-env",
+                "default ignored when set",
+            ),
             ("${NOPE:-}", "", "empty default"),
             ("a$$b", "a$b", "escaped dollar"),
             ("cost $5", "cost $5", "lone dollar kept"),

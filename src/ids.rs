@@ -116,7 +116,11 @@ impl RequestIds {
         if c == [0; 8] || c == s {
             c[7] = c[7].wrapping_add(2) | 2;
         }
-        RequestIds { trace_id: TraceId(t), server_span_id: SpanId(s), client_span_id: SpanId(c) }
+        RequestIds {
+            trace_id: TraceId(t),
+            server_span_id: SpanId(s),
+            client_span_id: SpanId(c),
+        }
     }
 }
 

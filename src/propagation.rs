@@ -26,6 +26,8 @@ pub trait Extractor {
 /// Writes request headers; `set` replaces every existing value of the header.
 pub trait Injector {
     fn set(&mut self, name: &str, value: String);
+    /// Removes every value of the header.
+    fn remove(&mut self, name: &str);
 }
 
 /// A parent (or our own) span context as carried on the wire.
@@ -85,7 +87,10 @@ pub enum Extracted {
     /// No `traceparent` header: start a new trace.
     Missing,
     /// A valid parent. `tracestate_invalid` is true when a `tracestate` arrived but was dropped.
-    Valid { parent: SpanContext, tracestate_invalid: bool },
+    Valid {
+        parent: SpanContext,
+        tracestate_invalid: bool,
+    },
     /// A `traceparent` that does not parse: start a new trace, drop `tracestate`.
     Invalid(TraceparentError),
 }
@@ -122,32 +127,57 @@ pub fn extract(carrier: &dyn Extractor) -> Extracted {
             None => (None, true),
         }
     };
-    Extracted::Valid { parent: SpanContext { trace_id, span_id, flags, trace_state }, tracestate_invalid }
+    Extracted::Valid {
+        parent: SpanContext {
+            trace_id,
+            span_id,
+            flags,
+            trace_state,
+        },
+        tracestate_invalid,
+    }
 }
 
-/// Writes `traceparent` (and `tracestate` when there is one) for `ctx`.
+/// Writes exactly one `traceparent` for `ctx`, and `tracestate` when there is one; any
+/// incoming `tracestate` that was not kept (invalid, or its `traceparent` was) is removed.
 pub fn inject(ctx: &SpanContext, carrier: &mut dyn Injector) {
     carrier.set(TRACEPARENT, format_traceparent(ctx));
-    if let Some(ts) = &ctx.trace_state {
-        carrier.set(TRACESTATE, ts.clone());
+    match &ctx.trace_state {
+        Some(ts) => carrier.set(TRACESTATE, ts.clone()),
+        None => carrier.remove(TRACESTATE),
     }
 }
 
 /// `00-{trace-id}-{parent-id}-{flags}`: we always emit version 00 (§3.2.4: a vendor that
 /// continues a higher version writes the version it supports).
 pub fn format_traceparent(ctx: &SpanContext) -> String {
-    format!("00-{}-{}-{:02x}", ctx.trace_id, ctx.span_id, ctx.flags & FLAG_SAMPLED)
+    format!(
+        "00-{}-{}-{:02x}",
+        ctx.trace_id,
+        ctx.span_id,
+        ctx.flags & FLAG_SAMPLED
+    )
 }
 
 fn trim_ows(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| *c != b' ' && *c != b'\t').unwrap_or(b.len());
-    let end = b.iter().rposition(|c| *c != b' ' && *c != b'\t').map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| *c != b' ' && *c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| *c != b' ' && *c != b'\t')
+        .map_or(start, |e| e + 1);
     b.get(start..end).unwrap_or(&[])
 }
 
 fn hex_byte(b: &[u8]) -> Option<u8> {
     let s = std::str::from_utf8(b).ok()?;
-    if s.len() != 2 || !s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+    if s.len() != 2
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
         return None;
     }
     u8::from_str_radix(s, 16).ok()
@@ -178,7 +208,11 @@ pub fn parse_traceparent(raw: &[u8]) -> Result<(TraceId, SpanId, u8), Traceparen
     if v.get(2) != Some(&b'-') || v.get(35) != Some(&b'-') || v.get(52) != Some(&b'-') {
         return Err(TraceparentError::BadDelimiter);
     }
-    let as_str = |r: std::ops::Range<usize>| v.get(r).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("");
+    let as_str = |r: std::ops::Range<usize>| {
+        v.get(r)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    };
     // §3.2.2.3 trace-id: 32 HEXDIGLC, not all zeros.
     let trace_id = TraceId::from_hex(as_str(3..35)).ok_or(TraceparentError::BadTraceId)?;
     if !trace_id.is_valid() {
@@ -234,10 +268,14 @@ pub fn parse_tracestate(values: &[&[u8]]) -> Option<String> {
 ///   system-id = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
 fn valid_tracestate_key(key: &str) -> bool {
     fn rest_ok(s: &str) -> bool {
-        s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/'))
+        s.bytes().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
+        })
     }
     let first = |s: &str, digit_ok: bool| {
-        s.bytes().next().is_some_and(|c| c.is_ascii_lowercase() || (digit_ok && c.is_ascii_digit()))
+        s.bytes()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || (digit_ok && c.is_ascii_digit()))
     };
     match key.split_once('@') {
         None => !key.is_empty() && key.len() <= 256 && first(key, false) && rest_ok(key),
@@ -271,7 +309,11 @@ mod tests {
     struct Headers(Vec<(&'static str, &'static str)>);
     impl Extractor for Headers {
         fn get_all(&self, name: &str) -> Vec<&[u8]> {
-            self.0.iter().filter(|(k, _)| *k == name).map(|(_, v)| v.as_bytes()).collect()
+            self.0
+                .iter()
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_bytes())
+                .collect()
         }
     }
     #[derive(Default)]
@@ -281,6 +323,9 @@ mod tests {
             self.0.retain(|(k, _)| k != name);
             self.0.push((name.to_string(), value));
         }
+        fn remove(&mut self, name: &str) {
+            self.0.retain(|(k, _)| k != name);
+        }
     }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -289,14 +334,39 @@ mod tests {
     fn traceparent_valid_rows() {
         for (input, sampled, reason) in [
             (VALID, true, "spec example, sampled"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", false, "not sampled"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09", true, "unknown flag bits ignored"),
-            (" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t", true, "surrounding OWS"),
-            ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", true, "future version, same length"),
-            ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds", true, "future version with extra fields"),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
+                false,
+                "not sampled",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09",
+                true,
+                "unknown flag bits ignored",
+            ),
+            (
+                " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\t",
+                true,
+                "surrounding OWS",
+            ),
+            (
+                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                true,
+                "future version, same length",
+            ),
+            (
+                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds",
+                true,
+                "future version with extra fields",
+            ),
         ] {
-            let (t, s, f) = parse_traceparent(input.as_bytes()).unwrap_or_else(|e| panic!("{reason}: {e:?}"));
-            assert_eq!(t.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736", "{reason}");
+            let (t, s, f) =
+                parse_traceparent(input.as_bytes()).unwrap_or_else(|e| panic!("{reason}: {e:?}"));
+            assert_eq!(
+                t.to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736",
+                "{reason}"
+            );
             assert_eq!(s.to_string(), "00f067aa0ba902b7", "{reason}");
             assert_eq!(f & FLAG_SAMPLED != 0, sampled, "{reason}");
         }
@@ -307,19 +377,71 @@ mod tests {
         use TraceparentError::*;
         for (input, want, reason) in [
             ("", BadLength, "empty"),
-            ("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", BadTraceId, "upper case trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", BadParentId, "upper case parent id"),
-            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", ZeroTraceId, "all-zero trace id"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ZeroParentId, "all-zero parent id"),
-            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", VersionFF, "version ff"),
-            ("0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", BadVersion, "version not hex"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", BadLength, "version 00 with trailing data"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01", BadLength, "trace id too short"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01", BadDelimiter, "delimiter moved"),
-            ("00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01", BadDelimiter, "wrong delimiter"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x", BadFlags, "flags not hex"),
-            ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.what", BadDelimiter, "future version, no '-' after flags"),
-            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é", NotAscii, "non-ascii"),
+            (
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                BadTraceId,
+                "upper case trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
+                BadParentId,
+                "upper case parent id",
+            ),
+            (
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+                ZeroTraceId,
+                "all-zero trace id",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+                ZeroParentId,
+                "all-zero parent id",
+            ),
+            (
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                VersionFF,
+                "version ff",
+            ),
+            (
+                "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                BadVersion,
+                "version not hex",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+                BadLength,
+                "version 00 with trailing data",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+                BadLength,
+                "trace id too short",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e47360-0f067aa0ba902b7-01",
+                BadDelimiter,
+                "delimiter moved",
+            ),
+            (
+                "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+                BadDelimiter,
+                "wrong delimiter",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+                BadFlags,
+                "flags not hex",
+            ),
+            (
+                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01.what",
+                BadDelimiter,
+                "future version, no '-' after flags",
+            ),
+            (
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-é",
+                NotAscii,
+                "non-ascii",
+            ),
         ] {
             assert_eq!(parse_traceparent(input.as_bytes()), Err(want), "{reason}");
         }
@@ -328,22 +450,48 @@ mod tests {
     #[test]
     fn duplicate_traceparent_restarts() {
         let h = Headers(vec![(TRACEPARENT, VALID), (TRACEPARENT, VALID)]);
-        assert_eq!(extract(&h), Extracted::Invalid(TraceparentError::Duplicated));
+        assert_eq!(
+            extract(&h),
+            Extracted::Invalid(TraceparentError::Duplicated)
+        );
     }
 
     #[test]
     fn missing_traceparent() {
-        assert_eq!(extract(&Headers(vec![(TRACESTATE, "a=b")])), Extracted::Missing);
+        assert_eq!(
+            extract(&Headers(vec![(TRACESTATE, "a=b")])),
+            Extracted::Missing
+        );
     }
 
     #[test]
     fn tracestate_rows() {
         for (values, want, reason) in [
-            (vec!["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"], Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"), "spec example"),
-            (vec!["rojo=1", "congo=2"], Some("rojo=1,congo=2"), "multiple headers are one list"),
-            (vec!["rojo=1 ,\t, congo=2"], Some("rojo=1,congo=2"), "OWS and empty members"),
-            (vec!["fw529a3039@dt=1"], Some("fw529a3039@dt=1"), "multi-tenant key"),
-            (vec!["1tenant@sys=1"], Some("1tenant@sys=1"), "tenant may start with a digit"),
+            (
+                vec!["rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"],
+                Some("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"),
+                "spec example",
+            ),
+            (
+                vec!["rojo=1", "congo=2"],
+                Some("rojo=1,congo=2"),
+                "multiple headers are one list",
+            ),
+            (
+                vec!["rojo=1 ,\t, congo=2"],
+                Some("rojo=1,congo=2"),
+                "OWS and empty members",
+            ),
+            (
+                vec!["fw529a3039@dt=1"],
+                Some("fw529a3039@dt=1"),
+                "multi-tenant key",
+            ),
+            (
+                vec!["1tenant@sys=1"],
+                Some("1tenant@sys=1"),
+                "tenant may start with a digit",
+            ),
             (vec!["Rojo=1"], None, "upper case key"),
             (vec!["1rojo=1"], None, "simple key starting with digit"),
             (vec!["rojo=1,rojo=2"], None, "duplicate key"),
@@ -364,16 +512,25 @@ mod tests {
     fn tracestate_member_limit() {
         let ok: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
         let ok = ok.join(",");
-        assert!(parse_tracestate(&[ok.as_bytes()]).is_some(), "32 members allowed");
+        assert!(
+            parse_tracestate(&[ok.as_bytes()]).is_some(),
+            "32 members allowed"
+        );
         let too_many = format!("{ok},k32=v");
-        assert!(parse_tracestate(&[too_many.as_bytes()]).is_none(), "33 members invalid");
+        assert!(
+            parse_tracestate(&[too_many.as_bytes()]).is_none(),
+            "33 members invalid"
+        );
     }
 
     #[test]
     fn invalid_tracestate_is_dropped_but_parent_kept() {
         let h = Headers(vec![(TRACEPARENT, VALID), (TRACESTATE, "BAD KEY=1")]);
         match extract(&h) {
-            Extracted::Valid { parent, tracestate_invalid } => {
+            Extracted::Valid {
+                parent,
+                tracestate_invalid,
+            } => {
                 assert!(tracestate_invalid);
                 assert_eq!(parent.trace_state, None);
             }
@@ -393,5 +550,18 @@ mod tests {
         inject(&ctx, &mut out);
         assert_eq!(out.0[0], (TRACEPARENT.into(), VALID.into()));
         assert_eq!(out.0[1], (TRACESTATE.into(), "rojo=1".into()));
+        let mut out = Out(vec![(TRACESTATE.into(), "stale=1".into())]);
+        inject(
+            &SpanContext {
+                trace_state: None,
+                ..ctx
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out.0,
+            vec![(TRACEPARENT.into(), VALID.into())],
+            "stale tracestate removed"
+        );
     }
 }

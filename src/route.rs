@@ -37,12 +37,20 @@ impl RouteTemplate {
         let parts: Vec<&str> = raw.split('/').skip(1).collect();
         for (i, part) in parts.iter().enumerate() {
             if let Some(name) = part.strip_prefix(':') {
-                let ident = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                let ident = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !ident {
-                    return Err(format!("parameter ':{name}' is not a name ([A-Za-z_][A-Za-z0-9_]*)"));
+                    return Err(format!(
+                        "parameter ':{name}' is not a name ([A-Za-z_][A-Za-z0-9_]*)"
+                    ));
                 }
-                if segments.iter().any(|s| matches!(s, Segment::Param(p) if p == name)) {
+                if segments
+                    .iter()
+                    .any(|s| matches!(s, Segment::Param(p) if p == name))
+                {
                     return Err(format!("parameter ':{name}' appears twice"));
                 }
                 segments.push(Segment::Param(name.to_string()));
@@ -55,7 +63,10 @@ impl RouteTemplate {
                 segments.push(Segment::Literal(part.to_string()));
             }
         }
-        Ok(RouteTemplate { raw: raw.to_string(), segments })
+        Ok(RouteTemplate {
+            raw: raw.to_string(),
+            segments,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -63,7 +74,9 @@ impl RouteTemplate {
     }
 
     pub fn has_param(&self, name: &str) -> bool {
-        self.segments.iter().any(|s| matches!(s, Segment::Param(p) if p == name))
+        self.segments
+            .iter()
+            .any(|s| matches!(s, Segment::Param(p) if p == name))
     }
 
     /// Matches a path (query already removed). Returns the captured params on a match.
@@ -107,12 +120,18 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn find(&self, path: &str) -> Option<(&Route, Params)> {
-        self.routes.iter().find_map(|r| r.template.matches(path).map(|p| (r, p)))
+        self.routes
+            .iter()
+            .find_map(|r| r.template.matches(path).map(|p| (r, p)))
     }
 
     /// The template that names what the upstream receives: the route's `upstream_template`,
     /// else a template matching the (possibly rewritten) upstream path, else the route's own.
-    pub fn upstream_template<'a>(&'a self, route: Option<&'a Route>, upstream_path: Option<&str>) -> Option<&'a RouteTemplate> {
+    pub fn upstream_template<'a>(
+        &'a self,
+        route: Option<&'a Route>,
+        upstream_path: Option<&str>,
+    ) -> Option<&'a RouteTemplate> {
         if let Some(t) = route.and_then(|r| r.upstream_template.as_ref()) {
             return Some(t);
         }
@@ -140,19 +159,53 @@ mod tests {
     fn match_rows() {
         for (template, path, want, reason) in [
             ("/api/products", "/api/products", Some(vec![]), "literal"),
-            ("/api/products", "/api/products/", None, "trailing slash is another path"),
+            (
+                "/api/products",
+                "/api/products/",
+                None,
+                "trailing slash is another path",
+            ),
             ("/api/products", "/api/products/p-1", None, "extra segment"),
-            ("/api/products/:id", "/api/products/p-1", Some(vec![("id", "p-1")]), "one param"),
+            (
+                "/api/products/:id",
+                "/api/products/p-1",
+                Some(vec![("id", "p-1")]),
+                "one param",
+            ),
             ("/api/products/:id", "/api/products/", None, "empty param"),
-            ("/api/cart/:cartId/add", "/api/cart/c-42/add", Some(vec![("cartId", "c-42")]), "param in the middle"),
-            ("/api/cart/:cartId/add", "/api/cart/c-42/remove", None, "literal after param differs"),
-            ("/static/*", "/static/a/b.css", Some(vec![]), "rest wildcard"),
-            ("/static/*", "/static", Some(vec![]), "rest may be empty")
-            ,("/static/*", "/staticx/a", None, "rest starts at a segment boundary"),
+            (
+                "/api/cart/:cartId/add",
+                "/api/cart/c-42/add",
+                Some(vec![("cartId", "c-42")]),
+                "param in the middle",
+            ),
+            (
+                "/api/cart/:cartId/add",
+                "/api/cart/c-42/remove",
+                None,
+                "literal after param differs",
+            ),
+            (
+                "/static/*",
+                "/static/a/b.css",
+                Some(vec![]),
+                "rest wildcard",
+            ),
+            ("/static/*", "/static", Some(vec![]), "rest may be empty"),
+            (
+                "/static/*",
+                "/staticx/a",
+                None,
+                "rest starts at a segment boundary",
+            ),
             ("/", "/", Some(vec![]), "root"),
         ] {
             let got = t(template).matches(path);
-            let want: Option<Params> = want.map(|v| v.into_iter().map(|(a, b)| (a.to_string(), b.to_string())).collect());
+            let want: Option<Params> = want.map(|v| {
+                v.into_iter()
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .collect()
+            });
             assert_eq!(got, want, "{reason}");
         }
     }
@@ -162,12 +215,32 @@ mod tests {
         for (template, want, reason) in [
             ("api/x", "must start with '/'", "relative"),
             ("/a?b=1", "must not contain a query or fragment", "query"),
-            ("/a/:", "parameter ':' is not a name ([A-Za-z_][A-Za-z0-9_]*)", "empty param name"),
-            ("/a/:1x", "parameter ':1x' is not a name ([A-Za-z_][A-Za-z0-9_]*)", "param starts with digit"),
-            ("/a/:id/:id", "parameter ':id' appears twice", "duplicate param"),
-            ("/a/*/b", "'*' is only allowed as the last segment", "wildcard in middle"),
+            (
+                "/a/:",
+                "parameter ':' is not a name ([A-Za-z_][A-Za-z0-9_]*)",
+                "empty param name",
+            ),
+            (
+                "/a/:1x",
+                "parameter ':1x' is not a name ([A-Za-z_][A-Za-z0-9_]*)",
+                "param starts with digit",
+            ),
+            (
+                "/a/:id/:id",
+                "parameter ':id' appears twice",
+                "duplicate param",
+            ),
+            (
+                "/a/*/b",
+                "'*' is only allowed as the last segment",
+                "wildcard in middle",
+            ),
         ] {
-            assert_eq!(RouteTemplate::parse(template).unwrap_err(), want, "{reason}");
+            assert_eq!(
+                RouteTemplate::parse(template).unwrap_err(),
+                want,
+                "{reason}"
+            );
         }
     }
 
@@ -175,17 +248,35 @@ mod tests {
     fn first_match_wins_and_upstream_template() {
         let table = RouteTable {
             routes: vec![
-                Route { template: t("/api/products/featured"), upstream_template: None },
-                Route { template: t("/api/products/:id"), upstream_template: Some(t("/products/:id")) },
-                Route { template: t("/products/:id"), upstream_template: None },
+                Route {
+                    template: t("/api/products/featured"),
+                    upstream_template: None,
+                },
+                Route {
+                    template: t("/api/products/:id"),
+                    upstream_template: Some(t("/products/:id")),
+                },
+                Route {
+                    template: t("/products/:id"),
+                    upstream_template: None,
+                },
             ],
         };
         let (r, _) = table.find("/api/products/featured").unwrap();
         assert_eq!(r.template.as_str(), "/api/products/featured");
         let (r, p) = table.find("/api/products/p-1").unwrap();
         assert_eq!(p, vec![("id".to_string(), "p-1".to_string())]);
-        assert_eq!(table.upstream_template(Some(r), None).unwrap().as_str(), "/products/:id");
-        assert_eq!(table.upstream_template(None, Some("/products/p-9")).unwrap().as_str(), "/products/:id");
+        assert_eq!(
+            table.upstream_template(Some(r), None).unwrap().as_str(),
+            "/products/:id"
+        );
+        assert_eq!(
+            table
+                .upstream_template(None, Some("/products/p-9"))
+                .unwrap()
+                .as_str(),
+            "/products/:id"
+        );
         assert!(table.upstream_template(None, Some("/nothing")).is_none());
     }
 

@@ -1,0 +1,45 @@
+//! The HTTP context: one per request. Starts the trace at request headers (while headers can
+//! still be changed) and finishes it in `on_log`, when Envoy's response details are complete.
+
+use super::proxy_host::{ProxyExport, ProxyHost};
+use super::root::Shared;
+use crate::tracer::{self, ActiveRequest, Completion};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+pub struct Http {
+    shared: Option<Rc<Shared>>,
+    active: Option<ActiveRequest>,
+}
+
+impl Http {
+    pub fn new(shared: Option<Rc<Shared>>) -> Http {
+        Http {
+            shared,
+            active: None,
+        }
+    }
+}
+
+impl Context for Http {}
+
+impl HttpContext for Http {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(shared) = &self.shared {
+            self.active = Some(tracer::start(&shared.config, &mut ProxyHost, &shared.stats));
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
+            return;
+        };
+        let done = Completion::read(&ProxyHost);
+        let spans = tracer::finish(&shared.config, &req, &done);
+        if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
+            exporter.push(spans, &ProxyExport, &shared.stats);
+        }
+    }
+}
