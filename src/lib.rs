@@ -13,6 +13,8 @@ pub mod propagation;
 pub mod route;
 pub mod semconv;
 pub mod status;
+#[cfg(test)]
+pub mod testing;
 pub mod tracer;
 
 #[cfg(target_arch = "wasm32")]

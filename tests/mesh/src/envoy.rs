@@ -54,6 +54,10 @@ pub struct EnvoyOpts {
     pub extra_args: Vec<String>,
     /// How long to wait for `/ready` to answer `LIVE`.
     pub ready_timeout: Duration,
+    /// Working directory (relative paths in the config, like the wasm file, resolve here).
+    pub cwd: Option<std::path::PathBuf>,
+    /// Extra environment variables for the Envoy process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for EnvoyOpts {
@@ -66,6 +70,8 @@ impl Default for EnvoyOpts {
             component_log_level: None,
             extra_args: Vec::new(),
             ready_timeout: Duration::from_secs(30),
+            cwd: None,
+            env: Vec::new(),
         }
     }
 }
@@ -128,6 +134,10 @@ impl Envoy {
         if let Some(c) = &opts.component_log_level {
             cmd.arg("--component-log-level").arg(c);
         }
+        if let Some(dir) = &opts.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         cmd.args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -264,6 +274,10 @@ impl Envoy {
 impl Drop for Envoy {
     fn drop(&mut self) {
         let _ = terminate(&mut self.child, TERM_GRACE);
+        // A failing test gets Envoy's log next to its assertion message.
+        if std::thread::panicking() {
+            eprintln!("--- envoy log ({}) ---\n{}", self.log_path.display(), self.log_tail());
+        }
         if std::env::var_os("MESH_KEEP_ENVOY_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
         }

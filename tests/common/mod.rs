@@ -1,0 +1,87 @@
+//! Shared pieces of the end-to-end tests: the built wasm, starting the real Envoy from the
+//! repository root (so the configs' relative wasm path resolves), raw HTTP/1.1 requests (so
+//! tests can send duplicate and non-UTF-8 headers), and a lock so tests that bind the
+//! configs' fixed loopback ports never overlap.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use mesh::envoy::{Envoy, EnvoyOpts};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+static PORTS: Mutex<()> = Mutex::new(());
+
+/// Serialises tests that use the fixed ports of the shipped configs.
+pub fn ports_lock() -> MutexGuard<'static, ()> {
+    PORTS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The artifact `make build` produces; the e2e tests refuse to run without it.
+pub fn wasm_path() -> PathBuf {
+    let p = repo_root().join("target/gateway_tracing.wasm");
+    assert!(p.exists(), "{} is missing: run `make build` (make test does it for you)", p.display());
+    p
+}
+
+pub fn start_envoy(config: &Path, admin_port: u16, base_id: u32, env: Vec<(String, String)>) -> Envoy {
+    wasm_path();
+    Envoy::start(
+        config,
+        EnvoyOpts {
+            admin_port,
+            base_id,
+            concurrency: 2,
+            component_log_level: Some("wasm:debug".into()),
+            cwd: Some(repo_root()),
+            env,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("envoy did not start: {e}"))
+}
+
+/// A response from [`send`].
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends one HTTP/1.1 request with exactly these headers (duplicates and raw bytes allowed).
+pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &[u8])], body: &str) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req: Vec<u8> = format!("{method} {path} HTTP/1.1\r\nhost: shop.local\r\nuser-agent: e2e-test/1\r\nconnection: close\r\n").into_bytes();
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(v);
+        req.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() {
+        req.extend_from_slice(format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len()).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body.as_bytes());
+    s.write_all(&req).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Response { status, body }
+}
+
+/// `00-{trace}-{span}-{flags}` split into (trace id, span id).
+pub fn split_traceparent(tp: &str) -> (String, String) {
+    let parts: Vec<&str> = tp.split('-').collect();
+    assert_eq!(parts.len(), 4, "traceparent {tp:?}");
+    assert_eq!(parts[0], "00", "we always send version 00: {tp}");
+    (parts[1].to_string(), parts[2].to_string())
+}
