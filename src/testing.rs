@@ -3,7 +3,12 @@
 //! for reading the OTLP spans the tracer builds.
 //!
 //! Compiled for tests only (`#[cfg(test)]` in `lib.rs`).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use crate::config::Config;
 use crate::host::{Host, HostError, Stats};
@@ -55,10 +60,8 @@ impl MockHost {
 
     /// Sets an Envoy attribute, raw bytes.
     pub fn property(mut self, path: &[&str], value: &[u8]) -> Self {
-        self.properties.insert(
-            path.iter().map(|s| s.to_string()).collect(),
-            value.to_vec(),
-        );
+        self.properties
+            .insert(path.iter().map(|s| s.to_string()).collect(), value.to_vec());
         self
     }
 
@@ -142,8 +145,7 @@ impl Host for MockHost {
         }
         self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         if let Some(v) = value {
-            self.headers
-                .push((name.to_string(), v.as_bytes().to_vec()));
+            self.headers.push((name.to_string(), v.as_bytes().to_vec()));
         }
         Ok(())
     }
@@ -205,7 +207,11 @@ fn kv_val(kv: &KeyValue) -> Val {
 /// The value of attribute `key` in a list; `None` when absent. Panics when repeated.
 pub fn attr_in(attrs: &[KeyValue], key: &str) -> Option<Val> {
     let found: Vec<&KeyValue> = attrs.iter().filter(|a| a.key == key).collect();
-    assert!(found.len() <= 1, "attribute {key} appears {} times", found.len());
+    assert!(
+        found.len() <= 1,
+        "attribute {key} appears {} times",
+        found.len()
+    );
     found.first().map(|kv| kv_val(kv))
 }
 
@@ -218,7 +224,10 @@ pub fn attr(span: &Span, key: &str) -> Option<Val> {
 pub fn attr_str(span: &Span, key: &str) -> String {
     match attr(span, key) {
         Some(Val::Str(s)) => s,
-        other => panic!("span {:?}: attribute {key} is {other:?}, not a string", span.name),
+        other => panic!(
+            "span {:?}: attribute {key} is {other:?}, not a string",
+            span.name
+        ),
     }
 }
 

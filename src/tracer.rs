@@ -311,8 +311,9 @@ fn base_span(
         kind: kind as i32,
         start_time_unix_nano: req.start_ns,
         end_time_unix_nano: end_ns.max(req.start_ns),
-        // OTLP span flags bit 8: the parent's remoteness is known (set by callers, bit 9).
-        flags: 0x100,
+        // OTLP span flags: bits 0-7 the W3C trace-flags (every finished span is recorded,
+        // so sampled); bit 8: the parent's remoteness is known (set by callers, bit 9).
+        flags: 0x100 | u32::from(FLAG_SAMPLED),
         ..Default::default()
     }
 }
@@ -369,12 +370,11 @@ fn server_span(req: &ActiveRequest, done: &Completion, id: SpanId, route: Option
         done.end_ns,
     );
     // OTLP span flags: bit 8 "has remote-parent info", bit 9 "parent is remote".
-    span.flags = 0x100
-        | if req.parent_span_id.is_some() {
-            0x200
-        } else {
-            0
-        };
+    span.flags |= if req.parent_span_id.is_some() {
+        0x200
+    } else {
+        0
+    };
     let a = &mut span.attributes;
     a.push(kv_str(sc::SPAN_KIND, sc::SPAN_KIND_SERVER));
     method_attrs(req, a);
@@ -444,12 +444,11 @@ fn client_span(
         SpanKind::Client,
         done.end_ns,
     );
-    span.flags = 0x100
-        | if req.server_span_id.is_none() && parent.is_some() {
-            0x200
-        } else {
-            0
-        };
+    span.flags |= if req.server_span_id.is_none() && parent.is_some() {
+        0x200
+    } else {
+        0
+    };
     let responded = done.responded();
     let outcome = status::client_outcome(done.status, responded, done.flags, &done.code_details);
     let a = &mut span.attributes;
@@ -542,4 +541,1305 @@ fn client_span(
     }
     set_status(&mut span, &outcome);
     span
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use super::*;
+    use crate::testing::{
+        attr, attr_in, attr_str, config, event, event_names, hex, MockHost, MockStats, Val,
+    };
+
+    // ---------------------------------------------------------------------------- fixtures --
+
+    /// Host randomness: trace id 10..1f, SERVER span id 20..27, CLIENT span id 30..37.
+    const RANDOM: [u8; 32] = {
+        let mut r = [0u8; 32];
+        let mut i = 0;
+        while i < 16 {
+            r[i] = 0x10 + i as u8;
+            i += 1;
+        }
+        while i < 24 {
+            r[i] = 0x20 + (i - 16) as u8;
+            i += 1;
+        }
+        while i < 32 {
+            r[i] = 0x30 + (i - 24) as u8;
+            i += 1;
+        }
+        r
+    };
+    const NEW_TRACE: &str = "101112131415161718191a1b1c1d1e1f";
+    const SERVER_ID: &str = "2021222324252627";
+    const CLIENT_ID: &str = "3031323334353637";
+
+    const PARENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT_SPAN: &str = "00f067aa0ba902b7";
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const PARENT_UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
+    const START: u64 = 1_000;
+    const END: u64 = 5_000;
+
+    const GATEWAY: &str = r#"{
+      "routes": [
+        {"template": "/api/cart/:cartId/add", "upstream_template": "/cart/:cartId/add"},
+        {"template": "/api/products/:id"},
+        {"template": "/products/:id"}
+      ],
+      "clusters": {
+        "auth": {"service": "AUTH_SERVICE"},
+        "cart": {"service": "CART_SERVICE"},
+        "products": {"service": "PRODUCTS_SERVICE"}
+      },
+      "exporter": {"cluster": "otel"}
+    }"#;
+
+    const DO_ROUTE_PARAM: &str = r#"{
+      "routes": [{"template": "/api/cart/:cartId/add", "upstream_template": "/cart/add"}],
+      "clusters": {"cart": {"durable_object": {"name": "CartDurableObject", "id": {"route_param": "cartId"}}}},
+      "exporter": {"cluster": "otel"}
+    }"#;
+
+    const DO_HEADER: &str = r#"{
+      "routes": [{"template": "/api/cart/:cartId/add", "upstream_template": "/cart/add"}],
+      "clusters": {"cart": {"durable_object": {"name": "CartDurableObject", "id": {"header": "x-cart-id"}}}},
+      "exporter": {"cluster": "otel"}
+    }"#;
+
+    fn with_mode(mode: &str) -> Config {
+        config(&GATEWAY.replacen('{', &format!(r#"{{"mode": "{mode}","#), 1))
+    }
+
+    fn with_sampler(sampler: &str) -> Config {
+        config(&GATEWAY.replacen('{', &format!(r#"{{"sampler": "{sampler}","#), 1))
+    }
+
+    /// A request as the gateway sees it at request headers, routed to `cluster` (if any).
+    fn request(method: &str, path: &str, cluster: Option<&str>) -> MockHost {
+        let host = MockHost::new()
+            .header(":method", method)
+            .header(":path", path)
+            .header(":scheme", "https")
+            .header(":authority", "shop.example")
+            .header("user-agent", "curl/8.5")
+            .now(START)
+            .random(RANDOM);
+        match cluster {
+            Some(c) => host.property(&["xds", "cluster_name"], c.as_bytes()),
+            None => host,
+        }
+    }
+
+    /// The upstream answered with `status`.
+    fn answered(status: u16) -> Completion {
+        Completion {
+            end_ns: END,
+            status,
+            flags: 0,
+            code_details: VIA_UPSTREAM.into(),
+            upstream_address: Some("10.0.0.7:8080".into()),
+            upstream_path: None,
+            upstream_authority: None,
+        }
+    }
+
+    /// Envoy could not connect to the upstream (UF) and answered 503 itself.
+    fn connection_failure() -> Completion {
+        Completion {
+            end_ns: END,
+            status: 503,
+            flags: 0x20,
+            code_details: "upstream_reset_before_response_started{connection_failure}".into(),
+            upstream_address: None,
+            upstream_path: None,
+            upstream_authority: None,
+        }
+    }
+
+    /// Envoy answered itself before any upstream attempt.
+    fn local_reply(status: u16, details: &str) -> Completion {
+        Completion {
+            end_ns: END,
+            status,
+            flags: 0,
+            code_details: details.into(),
+            upstream_address: None,
+            upstream_path: None,
+            upstream_authority: None,
+        }
+    }
+
+    struct Run {
+        host: MockHost,
+        stats: MockStats,
+        req: ActiveRequest,
+        spans: Vec<Span>,
+    }
+
+    impl Run {
+        fn server(&self) -> Option<&Span> {
+            one_of_kind(&self.spans, SpanKind::Server)
+        }
+        fn client(&self) -> Option<&Span> {
+            one_of_kind(&self.spans, SpanKind::Client)
+        }
+        fn server_span(&self) -> &Span {
+            self.server().expect("no SERVER span")
+        }
+        fn client_span(&self) -> &Span {
+            self.client().expect("no CLIENT span")
+        }
+        fn kinds(&self) -> Vec<i32> {
+            self.spans.iter().map(|s| s.kind).collect()
+        }
+        /// The single `traceparent` the upstream receives.
+        fn traceparent(&self) -> String {
+            self.host.single_header("traceparent")
+        }
+    }
+
+    fn one_of_kind(spans: &[Span], kind: SpanKind) -> Option<&Span> {
+        let found: Vec<&Span> = spans.iter().filter(|s| s.kind == kind as i32).collect();
+        assert!(found.len() <= 1, "more than one {kind:?} span");
+        found.first().copied()
+    }
+
+    fn run(cfg: &Config, mut host: MockHost, done: &Completion) -> Run {
+        let stats = MockStats::new();
+        let req = start(cfg, &mut host, &stats);
+        let spans = finish(cfg, &req, done);
+        Run {
+            host,
+            stats,
+            req,
+            spans,
+        }
+    }
+
+    fn is_error(span: &Span) -> bool {
+        span.status
+            .as_ref()
+            .is_some_and(|s| s.code == StatusCode::Error as i32)
+    }
+
+    fn error_type(span: &Span) -> Option<String> {
+        attr(span, sc::ERROR_TYPE).map(|v| match v {
+            Val::Str(s) => s,
+            other => panic!("error.type is {other:?}"),
+        })
+    }
+
+    // ---------------------------------------------------------------------- gateway basics --
+
+    #[test]
+    fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
+        let r = run(
+            &config(GATEWAY),
+            request("POST", "/api/cart/c-42/add", Some("cart")),
+            &answered(200),
+        );
+        assert_eq!(
+            r.kinds(),
+            vec![SpanKind::Server as i32, SpanKind::Client as i32]
+        );
+        let (server, client) = (r.server_span(), r.client_span());
+
+        assert_eq!(
+            hex(&server.trace_id),
+            NEW_TRACE,
+            "new trace from host randomness"
+        );
+        assert_eq!(client.trace_id, server.trace_id, "one trace");
+        assert_eq!(hex(&server.span_id), SERVER_ID);
+        assert_eq!(hex(&client.span_id), CLIENT_ID);
+        assert!(server.parent_span_id.is_empty(), "SERVER is the root");
+        assert_eq!(
+            client.parent_span_id, server.span_id,
+            "CLIENT is a child of SERVER"
+        );
+        assert_eq!(server.flags, 0x101, "root: parent known to be not remote");
+        assert_eq!(client.flags, 0x101, "CLIENT's parent is local");
+        assert_eq!(server.trace_state, "");
+
+        assert_eq!(server.name, "POST /api/cart/:cartId/add");
+        assert_eq!(client.name, "CART_SERVICE POST /cart/:cartId/add");
+        assert_eq!(attr_str(server, sc::HTTP_ROUTE), "/api/cart/:cartId/add");
+        assert_eq!(attr_str(server, sc::URL_PATH), "/api/cart/c-42/add");
+        assert_eq!(
+            attr_str(server, sc::LEGACY_HTTP_URL),
+            "https://shop.example/api/cart/c-42/add"
+        );
+        assert_eq!(attr_str(server, sc::SPAN_KIND), sc::SPAN_KIND_SERVER);
+        assert_eq!(attr_str(server, sc::USER_AGENT_ORIGINAL), "curl/8.5");
+        assert_eq!(attr_str(client, sc::SPAN_KIND), sc::SPAN_KIND_CLIENT);
+        assert_eq!(attr_str(client, sc::URL_TEMPLATE), "/cart/:cartId/add");
+        assert_eq!(attr_str(client, sc::SERVICE_NAME), "CART_SERVICE");
+        assert_eq!(attr_str(client, sc::PEER_SERVICE), "CART_SERVICE");
+        assert_eq!(attr_str(client, sc::ENVOY_CLUSTER), "cart");
+        assert_eq!(
+            attr_str(client, sc::URL_FULL),
+            "https://shop.example/api/cart/c-42/add"
+        );
+        assert_eq!(attr_str(client, sc::SERVER_ADDRESS), "10.0.0.7");
+
+        for s in [server, client] {
+            assert_eq!(s.start_time_unix_nano, START, "{}", s.name);
+            assert_eq!(s.end_time_unix_nano, END, "{}", s.name);
+        }
+
+        assert_eq!(
+            r.traceparent(),
+            format!("00-{NEW_TRACE}-{CLIENT_ID}-01"),
+            "upstream continues the CLIENT span"
+        );
+        assert!(r.host.header_values("tracestate").is_empty());
+        assert_eq!(r.stats.total(), 0, "nothing to count: {:?}", r.stats);
+        assert!(r.req.recorded);
+    }
+
+    #[test]
+    fn two_incoming_traceparents_leave_exactly_one_upstream() {
+        let host = request("POST", "/api/cart/c-42/add", Some("cart"))
+            .header("traceparent", PARENT)
+            .header("traceparent", PARENT);
+        let r = run(&config(GATEWAY), host, &answered(200));
+        assert_eq!(
+            r.host.header_values("traceparent"),
+            vec![format!("00-{NEW_TRACE}-{CLIENT_ID}-01")],
+            "duplicates replaced by our one value"
+        );
+        assert_eq!(r.stats.get(Counter::TraceparentInvalid), 1);
+        assert_eq!(hex(&r.server_span().trace_id), NEW_TRACE);
+    }
+
+    #[test]
+    fn upper_case_traceparent_header_name_is_replaced_too() {
+        let host = request("GET", "/api/products/p-1", Some("products"))
+            .header("Traceparent", PARENT)
+            .header("TraceState", "vendor=x");
+        let r = run(&config(GATEWAY), host, &answered(200));
+        assert_eq!(
+            r.traceparent(),
+            format!("00-{PARENT_TRACE}-{CLIENT_ID}-01"),
+            "header names are case-insensitive"
+        );
+        assert_eq!(r.host.single_header("tracestate"), "vendor=x");
+    }
+
+    #[test]
+    fn valid_parent_and_tracestate_are_continued() {
+        let host = request("POST", "/api/cart/c-42/add", Some("cart"))
+            .header("traceparent", PARENT)
+            .header("tracestate", "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7");
+        let r = run(&config(GATEWAY), host, &answered(200));
+        let (server, client) = (r.server_span(), r.client_span());
+        let want_state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+
+        assert_eq!(hex(&server.trace_id), PARENT_TRACE, "trace id kept");
+        assert_eq!(hex(&client.trace_id), PARENT_TRACE);
+        assert_eq!(
+            hex(&server.parent_span_id),
+            PARENT_SPAN,
+            "SERVER is the remote parent's child"
+        );
+        assert_eq!(client.parent_span_id, server.span_id);
+        assert_eq!(server.flags, 0x301, "remote parent");
+        assert_eq!(client.flags, 0x101, "local parent");
+        assert_eq!(server.trace_state, want_state);
+        assert_eq!(client.trace_state, want_state);
+
+        assert_eq!(r.traceparent(), format!("00-{PARENT_TRACE}-{CLIENT_ID}-01"));
+        assert_eq!(r.host.single_header("tracestate"), want_state);
+        assert_eq!(r.stats.total(), 0);
+    }
+
+    #[test]
+    fn invalid_traceparent_rows() {
+        for (traceparent, reason) in [
+            (
+                vec!["00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01"],
+                "upper case",
+            ),
+            (
+                vec!["00-00000000000000000000000000000000-00f067aa0ba902b7-01"],
+                "all-zero trace id",
+            ),
+            (
+                vec!["00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"],
+                "all-zero parent id",
+            ),
+            (
+                vec!["ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+                "version ff",
+            ),
+            (vec![PARENT, PARENT], "duplicated header"),
+            (vec!["garbage"], "garbage"),
+            (vec![""], "empty value"),
+        ] {
+            let mut host = request("GET", "/api/products/p-1", Some("products"))
+                .header("tracestate", "congo=t61rcWkgMzE");
+            for tp in &traceparent {
+                host = host.header("traceparent", tp);
+            }
+            let r = run(&config(GATEWAY), host, &answered(200));
+            let server = r.server_span();
+            assert_eq!(hex(&server.trace_id), NEW_TRACE, "{reason}: new trace");
+            assert!(server.parent_span_id.is_empty(), "{reason}: no parent");
+            assert_eq!(server.flags, 0x101, "{reason}: not a remote child");
+            assert_eq!(server.trace_state, "", "{reason}: tracestate dropped");
+            assert_eq!(
+                r.traceparent(),
+                format!("00-{NEW_TRACE}-{CLIENT_ID}-01"),
+                "{reason}"
+            );
+            assert!(
+                r.host.header_values("tracestate").is_empty(),
+                "{reason}: incoming tracestate must not reach the upstream: {:?}",
+                r.host.headers()
+            );
+            assert_eq!(r.stats.get(Counter::TraceparentInvalid), 1, "{reason}");
+            assert_eq!(r.stats.get(Counter::RequestsNotSampled), 0, "{reason}");
+        }
+    }
+
+    #[test]
+    fn invalid_tracestate_is_dropped_and_counted_but_parent_kept() {
+        let host = request("GET", "/api/products/p-1", Some("products"))
+            .header("traceparent", PARENT)
+            .header("tracestate", "a=1,a=2");
+        let r = run(&config(GATEWAY), host, &answered(200));
+        assert_eq!(hex(&r.server_span().trace_id), PARENT_TRACE);
+        assert_eq!(r.server_span().trace_state, "");
+        assert!(r.host.header_values("tracestate").is_empty());
+        assert_eq!(r.stats.get(Counter::TracestateInvalid), 1);
+        assert_eq!(r.stats.get(Counter::TraceparentInvalid), 0);
+    }
+
+    #[test]
+    fn tracestate_without_traceparent_is_not_forwarded() {
+        let host = request("GET", "/api/products/p-1", Some("products"))
+            .header("tracestate", "congo=t61rcWkgMzE");
+        let r = run(&config(GATEWAY), host, &answered(200));
+        assert_eq!(hex(&r.server_span().trace_id), NEW_TRACE);
+        assert_eq!(r.server_span().trace_state, "");
+        assert!(r.host.header_values("tracestate").is_empty());
+        assert_eq!(r.stats.total(), 0, "a missing traceparent is not invalid");
+    }
+
+    #[test]
+    fn inject_failure_is_counted_and_the_request_still_traced() {
+        let host = request("GET", "/api/products/p-1", Some("products")).failing_set_header();
+        let r = run(&config(GATEWAY), host, &answered(200));
+        assert_eq!(r.stats.get(Counter::InjectFailed), 1);
+        assert_eq!(r.spans.len(), 2);
+        assert!(!r.host.set_calls.is_empty(), "injection was attempted");
+    }
+
+    // ------------------------------------------------------------------------ span naming --
+
+    #[test]
+    fn span_naming_rows() {
+        let gateway = config(GATEWAY);
+        let do_param = config(DO_ROUTE_PARAM);
+        let do_header = config(DO_HEADER);
+        // (config, method, path, cluster, extra header, rewritten upstream :path,
+        //  server name, client name, reason)
+        type Row<'a> = (
+            &'a Config,
+            &'a str,
+            &'a str,
+            &'a str,
+            Option<(&'a str, &'a str)>,
+            Option<&'a str>,
+            &'a str,
+            &'a str,
+            &'a str,
+        );
+        let rows: [Row; 12] = [
+            (
+                &gateway,
+                "GET",
+                "/healthz",
+                "auth",
+                None,
+                None,
+                "GET",
+                "AUTH_SERVICE GET",
+                "unmatched path",
+            ),
+            (
+                &gateway,
+                "GET",
+                "/api/products/p-1?ref=home",
+                "products",
+                None,
+                None,
+                "GET /api/products/:id",
+                "PRODUCTS_SERVICE GET /api/products/:id",
+                "query ignored; no rewrite: route's own template",
+            ),
+            (
+                &gateway,
+                "FOO",
+                "/healthz",
+                "auth",
+                None,
+                None,
+                "HTTP",
+                "AUTH_SERVICE HTTP",
+                "unknown method",
+            ),
+            (
+                &gateway,
+                "FOO",
+                "/api/products/p-1",
+                "products",
+                None,
+                None,
+                "HTTP /api/products/:id",
+                "PRODUCTS_SERVICE HTTP /api/products/:id",
+                "unknown method, matched route",
+            ),
+            (
+                &gateway,
+                "get",
+                "/healthz",
+                "auth",
+                None,
+                None,
+                "HTTP",
+                "AUTH_SERVICE HTTP",
+                "methods are case-sensitive",
+            ),
+            (
+                &gateway,
+                "GET",
+                "/healthz",
+                "inventory",
+                None,
+                None,
+                "GET",
+                "inventory GET",
+                "unmapped cluster is named after itself",
+            ),
+            (
+                &do_param,
+                "POST",
+                "/api/cart/c-42/add",
+                "cart",
+                None,
+                None,
+                "POST /api/cart/:cartId/add",
+                "CartDurableObject POST /cart/add",
+                "Durable Object, id from route param",
+            ),
+            (
+                &do_header,
+                "POST",
+                "/api/cart/c-42/add",
+                "cart",
+                Some(("x-cart-id", "c-99")),
+                None,
+                "POST /api/cart/:cartId/add",
+                "CartDurableObject POST /cart/add",
+                "Durable Object, id from header",
+            ),
+            (
+                &gateway,
+                "GET",
+                "/api/products/p-1",
+                "products",
+                None,
+                Some("/products/p-1?x=1"),
+                "GET /api/products/:id",
+                "PRODUCTS_SERVICE GET /products/:id",
+                "upstream template from the rewritten :path",
+            ),
+            (
+                &gateway,
+                "GET",
+                "/api/products/p-1",
+                "products",
+                None,
+                Some("/internal/p-1"),
+                "GET /api/products/:id",
+                "PRODUCTS_SERVICE GET /api/products/:id",
+                "rewritten path matches no route: route's own",
+            ),
+            (
+                &gateway,
+                "POST",
+                "/api/cart/c-42/add",
+                "cart",
+                None,
+                Some("/products/p-1"),
+                "POST /api/cart/:cartId/add",
+                "CART_SERVICE POST /cart/:cartId/add",
+                "configured upstream_template wins over the rewritten path",
+            ),
+            (
+                &gateway,
+                "GET",
+                "/healthz",
+                "auth",
+                None,
+                Some("/products/p-1"),
+                "GET",
+                "AUTH_SERVICE GET /products/:id",
+                "unmatched downstream, rewritten path matches",
+            ),
+        ];
+        for (cfg, method, path, cluster, extra, upstream_path, want_server, want_client, reason) in
+            rows
+        {
+            let mut host = request(method, path, Some(cluster));
+            if let Some((k, v)) = extra {
+                host = host.header(k, v);
+            }
+            let done = Completion {
+                upstream_path: upstream_path.map(str::to_string),
+                ..answered(200)
+            };
+            let r = run(cfg, host, &done);
+            assert_eq!(r.server_span().name, want_server, "{reason}");
+            assert_eq!(r.client_span().name, want_client, "{reason}");
+            match cfg.routes.find(strip_query(path)) {
+                Some(_) => assert!(attr(r.server_span(), sc::HTTP_ROUTE).is_some(), "{reason}"),
+                None => assert_eq!(attr(r.server_span(), sc::HTTP_ROUTE), None, "{reason}"),
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_method_is_other_with_the_original_kept() {
+        let r = run(
+            &config(GATEWAY),
+            request("FOO", "/healthz", Some("auth")),
+            &answered(200),
+        );
+        for s in [r.server_span(), r.client_span()] {
+            assert_eq!(attr_str(s, sc::HTTP_REQUEST_METHOD), "_OTHER", "{}", s.name);
+            assert_eq!(
+                attr_str(s, sc::HTTP_REQUEST_METHOD_ORIGINAL),
+                "FOO",
+                "{}",
+                s.name
+            );
+            assert_eq!(attr_str(s, sc::LEGACY_HTTP_METHOD), "FOO", "{}", s.name);
+        }
+        let r = run(
+            &config(GATEWAY),
+            request("GET", "/healthz", Some("auth")),
+            &answered(200),
+        );
+        assert_eq!(attr_str(r.server_span(), sc::HTTP_REQUEST_METHOD), "GET");
+        assert_eq!(
+            attr(r.server_span(), sc::HTTP_REQUEST_METHOD_ORIGINAL),
+            None
+        );
+    }
+
+    #[test]
+    fn durable_object_attributes() {
+        // (config, path, header, want id, reason)
+        for (json, path, extra, want_id, reason) in [
+            (
+                DO_ROUTE_PARAM,
+                "/api/cart/c-42/add",
+                None,
+                Some("c-42"),
+                "route param",
+            ),
+            (
+                DO_ROUTE_PARAM,
+                "/cart/c-42",
+                None,
+                None,
+                "route not matched: no id",
+            ),
+            (
+                DO_HEADER,
+                "/api/cart/c-42/add",
+                Some(("x-cart-id", "c-99")),
+                Some("c-99"),
+                "header",
+            ),
+            (
+                DO_HEADER,
+                "/api/cart/c-42/add",
+                Some(("X-Cart-Id", "c-77")),
+                Some("c-77"),
+                "header name case-insensitive",
+            ),
+            (
+                DO_HEADER,
+                "/api/cart/c-42/add",
+                None,
+                None,
+                "header absent: no id",
+            ),
+        ] {
+            let mut host = request("POST", path, Some("cart"));
+            if let Some((k, v)) = extra {
+                host = host.header(k, v);
+            }
+            let r = run(&config(json), host, &answered(200));
+            let client = r.client_span();
+            assert_eq!(
+                attr_str(client, sc::DURABLE_OBJECT_NAME),
+                "CartDurableObject",
+                "{reason}"
+            );
+            assert_eq!(
+                attr(client, sc::DURABLE_OBJECT_ID),
+                want_id.map(Val::str),
+                "{reason}"
+            );
+            assert_eq!(
+                attr_str(client, sc::SERVICE_NAME),
+                "cart",
+                "{reason}: service defaults to the cluster"
+            );
+            assert_eq!(
+                attr_in(
+                    &event(client, sc::EVENT_CALL_START).attributes,
+                    sc::PEER_SERVICE
+                ),
+                Some(Val::str("CartDurableObject")),
+                "{reason}"
+            );
+            assert_eq!(
+                attr(r.server_span(), sc::DURABLE_OBJECT_NAME),
+                None,
+                "{reason}: only on CLIENT"
+            );
+        }
+    }
+
+    // ------------------------------------------------------------------------------ status --
+
+    #[test]
+    fn status_rows() {
+        struct Want {
+            server_error: bool,
+            server_type: Option<&'static str>,
+            /// `None`: no CLIENT span. `Some((is_error, error.type))`.
+            client: Option<(bool, Option<&'static str>)>,
+        }
+        let cfg = config(GATEWAY);
+        let timeout = Completion {
+            status: 504,
+            flags: 0x4,
+            code_details: "upstream_response_timeout".into(),
+            upstream_address: Some("10.0.0.7:8080".into()),
+            ..answered(504)
+        };
+        let downstream_gone = Completion {
+            status: 0,
+            flags: 0x4000,
+            code_details: "downstream_remote_disconnect".into(),
+            upstream_address: Some("10.0.0.7:8080".into()),
+            ..answered(0)
+        };
+        let legacy_no_details = Completion {
+            code_details: String::new(),
+            ..answered(200)
+        };
+        for (cluster, done, want, reason) in [
+            (
+                Some("products"),
+                answered(200),
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: Some((false, None)),
+                },
+                "200 via upstream",
+            ),
+            (
+                Some("products"),
+                answered(302),
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: Some((false, None)),
+                },
+                "redirect",
+            ),
+            (
+                Some("products"),
+                answered(404),
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: Some((true, Some("404"))),
+                },
+                "404: client error only",
+            ),
+            (
+                Some("products"),
+                answered(500),
+                Want {
+                    server_error: true,
+                    server_type: Some("500"),
+                    client: Some((true, Some("500"))),
+                },
+                "500: both",
+            ),
+            (
+                Some("products"),
+                connection_failure(),
+                Want {
+                    server_error: true,
+                    server_type: Some("503"),
+                    client: Some((true, Some("connection_failure"))),
+                },
+                "connection failure",
+            ),
+            (
+                Some("products"),
+                timeout,
+                Want {
+                    server_error: true,
+                    server_type: Some("504"),
+                    client: Some((true, Some("timeout"))),
+                },
+                "upstream timeout",
+            ),
+            (
+                Some("products"),
+                downstream_gone,
+                Want {
+                    server_error: true,
+                    server_type: Some("_OTHER"),
+                    client: Some((true, Some("_OTHER"))),
+                },
+                "downstream left before the response",
+            ),
+            (
+                Some("products"),
+                legacy_no_details,
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: Some((false, None)),
+                },
+                "no code_details: responded from address and status",
+            ),
+            (
+                Some("products"),
+                local_reply(200, "direct_response"),
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: None,
+                },
+                "cluster but never attempted",
+            ),
+            (
+                Some("products"),
+                local_reply(403, "rbac_access_denied_matched_policy[none]"),
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: None,
+                },
+                "denied before the router",
+            ),
+            (
+                None,
+                local_reply(200, "direct_response"),
+                Want {
+                    server_error: false,
+                    server_type: None,
+                    client: None,
+                },
+                "no cluster: direct response",
+            ),
+            (
+                None,
+                local_reply(503, "no_healthy_upstream"),
+                Want {
+                    server_error: true,
+                    server_type: Some("503"),
+                    client: None,
+                },
+                "no cluster, local 503",
+            ),
+        ] {
+            let r = run(&cfg, request("GET", "/api/products/p-1", cluster), &done);
+            let server = r.server_span();
+            assert_eq!(
+                is_error(server),
+                want.server_error,
+                "{reason}: server status {:?}",
+                server.status
+            );
+            if !want.server_error {
+                assert_eq!(server.status, None, "{reason}: server UNSET");
+            }
+            assert_eq!(
+                error_type(server).as_deref(),
+                want.server_type,
+                "{reason}: server error.type"
+            );
+            match (r.client(), want.client) {
+                (None, None) => {}
+                (Some(c), Some((err, ty))) => {
+                    assert_eq!(is_error(c), err, "{reason}: client status {:?}", c.status);
+                    if !err {
+                        assert_eq!(c.status, None, "{reason}: client UNSET");
+                    }
+                    assert_eq!(error_type(c).as_deref(), ty, "{reason}: client error.type");
+                }
+                (got, want) => panic!(
+                    "{reason}: CLIENT span {:?}, wanted {}",
+                    got.map(|s| &s.name),
+                    if want.is_some() { "one" } else { "none" }
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn connection_failure_is_explained_on_the_client_span() {
+        let r = run(
+            &config(GATEWAY),
+            request("GET", "/api/products/p-1", Some("products")),
+            &connection_failure(),
+        );
+        let client = r.client_span();
+        let status = client.status.as_ref().unwrap();
+        assert_eq!(status.code, StatusCode::Error as i32);
+        assert!(
+            status.message.contains("connection_failure"),
+            "{}",
+            status.message
+        );
+        assert_eq!(error_type(client).as_deref(), Some("connection_failure"));
+        assert_eq!(attr_str(client, sc::ENVOY_RESPONSE_FLAGS), "UF");
+        assert_eq!(
+            attr(client, sc::HTTP_RESPONSE_STATUS_CODE),
+            None,
+            "the upstream sent no status; 503 is Envoy's"
+        );
+        assert_eq!(event_names(client), vec!["call.start", "exception"]);
+        let ex = event(client, sc::EVENT_EXCEPTION);
+        assert_eq!(ex.time_unix_nano, END);
+        assert_eq!(
+            attr_in(&ex.attributes, sc::EXCEPTION_TYPE),
+            Some(Val::str("connection_failure"))
+        );
+        assert_eq!(
+            attr_in(&ex.attributes, sc::ENVOY_RESPONSE_FLAGS),
+            Some(Val::str("UF"))
+        );
+        assert_eq!(
+            attr_in(&ex.attributes, sc::ENVOY_RESPONSE_CODE_DETAILS),
+            Some(Val::str(
+                "upstream_reset_before_response_started{connection_failure}"
+            ))
+        );
+        assert!(attr_in(&ex.attributes, sc::EXCEPTION_MESSAGE).is_some());
+
+        let server = r.server_span();
+        assert!(is_error(server));
+        assert_eq!(error_type(server).as_deref(), Some("503"));
+        assert_eq!(
+            attr(server, sc::HTTP_RESPONSE_STATUS_CODE),
+            Some(Val::Int(503))
+        );
+    }
+
+    #[test]
+    fn no_cluster_means_server_only_and_nothing_injected() {
+        let host = request("GET", "/healthz", None)
+            .header("traceparent", PARENT)
+            .header("tracestate", "congo=t61rcWkgMzE");
+        let r = run(&config(GATEWAY), host, &local_reply(200, "direct_response"));
+        assert_eq!(r.kinds(), vec![SpanKind::Server as i32]);
+        assert!(r.req.client.is_none());
+        assert!(
+            r.host.set_calls.is_empty(),
+            "no upstream, no injection: {:?}",
+            r.host.set_calls
+        );
+        assert_eq!(
+            r.host.header_values("traceparent"),
+            vec![PARENT.to_string()],
+            "headers untouched"
+        );
+        assert_eq!(hex(&r.server_span().parent_span_id), PARENT_SPAN);
+    }
+
+    // ------------------------------------------------------------------------------ events --
+
+    #[test]
+    fn client_event_rows() {
+        for (done, want, reason) in [
+            (
+                answered(200),
+                vec!["call.start", "call.complete"],
+                "answered",
+            ),
+            (
+                answered(404),
+                vec!["call.start", "call.complete", "exception"],
+                "answered with an error",
+            ),
+            (
+                answered(503),
+                vec!["call.start", "call.complete", "exception"],
+                "upstream's own 503",
+            ),
+            (
+                connection_failure(),
+                vec!["call.start", "exception"],
+                "no answer",
+            ),
+        ] {
+            let r = run(
+                &config(GATEWAY),
+                request("GET", "/api/products/p-1", Some("products")),
+                &done,
+            );
+            let client = r.client_span();
+            assert_eq!(event_names(client), want, "{reason}");
+            let start_ev = event(client, sc::EVENT_CALL_START);
+            assert_eq!(start_ev.time_unix_nano, START, "{reason}");
+            assert_eq!(
+                attr_in(&start_ev.attributes, sc::PEER_SERVICE),
+                Some(Val::str("PRODUCTS_SERVICE")),
+                "{reason}"
+            );
+            if want.contains(&"call.complete") {
+                let done_ev = event(client, sc::EVENT_CALL_COMPLETE);
+                assert_eq!(done_ev.time_unix_nano, END, "{reason}");
+                assert_eq!(
+                    attr_in(&done_ev.attributes, sc::HTTP_RESPONSE_STATUS_CODE),
+                    Some(Val::Int(i64::from(done.status))),
+                    "{reason}"
+                );
+            }
+            if want.contains(&"exception") {
+                let ex = event(client, sc::EVENT_EXCEPTION);
+                assert_eq!(
+                    attr_in(&ex.attributes, sc::EXCEPTION_TYPE).map(Some),
+                    Some(error_type(client).map(Val::Str)),
+                    "{reason}: exception.type == error.type"
+                );
+            }
+            assert!(
+                r.server_span().events.is_empty(),
+                "{reason}: SERVER has no events"
+            );
+        }
+    }
+
+    // ------------------------------------------------------------------------------- modes --
+
+    #[test]
+    fn sidecar_inbound_emits_server_only_and_hands_its_id_to_the_service() {
+        let host =
+            request("GET", "/api/products/p-1", Some("local_app")).header("traceparent", PARENT);
+        let r = run(&with_mode("sidecar_inbound"), host, &answered(200));
+        assert_eq!(r.kinds(), vec![SpanKind::Server as i32]);
+        let server = r.server_span();
+        assert_eq!(hex(&server.span_id), SERVER_ID);
+        assert_eq!(hex(&server.parent_span_id), PARENT_SPAN);
+        assert_eq!(r.traceparent(), format!("00-{PARENT_TRACE}-{SERVER_ID}-01"));
+
+        let r = run(
+            &with_mode("sidecar_inbound"),
+            request("GET", "/api/products/p-1", None),
+            &answered(200),
+        );
+        assert_eq!(
+            r.traceparent(),
+            format!("00-{NEW_TRACE}-{SERVER_ID}-01"),
+            "no parent"
+        );
+    }
+
+    #[test]
+    fn sidecar_outbound_emits_client_only_as_child_of_the_app() {
+        let host = request("GET", "/api/products/p-1", Some("products"))
+            .header("traceparent", PARENT)
+            .header("tracestate", "congo=t61rcWkgMzE");
+        let r = run(&with_mode("sidecar_outbound"), host, &answered(200));
+        assert_eq!(r.kinds(), vec![SpanKind::Client as i32]);
+        let client = r.client_span();
+        assert_eq!(hex(&client.trace_id), PARENT_TRACE);
+        assert_eq!(
+            hex(&client.parent_span_id),
+            PARENT_SPAN,
+            "parent is the app's span"
+        );
+        assert_eq!(hex(&client.span_id), CLIENT_ID);
+        assert_eq!(client.flags, 0x301, "remote parent");
+        assert_eq!(client.trace_state, "congo=t61rcWkgMzE");
+        assert_eq!(r.traceparent(), format!("00-{PARENT_TRACE}-{CLIENT_ID}-01"));
+        assert_eq!(r.host.single_header("tracestate"), "congo=t61rcWkgMzE");
+
+        let r = run(
+            &with_mode("sidecar_outbound"),
+            request("GET", "/api/products/p-1", Some("products")),
+            &answered(200),
+        );
+        let client = r.client_span();
+        assert!(
+            client.parent_span_id.is_empty(),
+            "no parent: CLIENT is the root"
+        );
+        assert_eq!(client.flags, 0x101);
+        assert_eq!(r.traceparent(), format!("00-{NEW_TRACE}-{CLIENT_ID}-01"));
+    }
+
+    // ---------------------------------------------------------------------------- sampling --
+
+    #[test]
+    fn sampling_rows() {
+        // (sampler, incoming traceparent, recorded, injected flags, reason)
+        for (sampler, incoming, recorded, flags, reason) in [
+            (
+                "parent_based_always_on",
+                None,
+                true,
+                "01",
+                "root is recorded",
+            ),
+            (
+                "parent_based_always_on",
+                Some(PARENT),
+                true,
+                "01",
+                "sampled parent",
+            ),
+            (
+                "parent_based_always_on",
+                Some(PARENT_UNSAMPLED),
+                false,
+                "00",
+                "unsampled parent",
+            ),
+            (
+                "always_on",
+                Some(PARENT_UNSAMPLED),
+                true,
+                "01",
+                "always_on overrides the parent",
+            ),
+            (
+                "always_off",
+                Some(PARENT),
+                false,
+                "00",
+                "always_off overrides the parent",
+            ),
+            ("always_off", None, false, "00", "always_off root"),
+        ] {
+            let mut host = request("GET", "/api/products/p-1", Some("products"));
+            if let Some(tp) = incoming {
+                host = host.header("traceparent", tp);
+            }
+            let r = run(&with_sampler(sampler), host, &answered(200));
+            let trace = if incoming.is_some() {
+                PARENT_TRACE
+            } else {
+                NEW_TRACE
+            };
+            assert_eq!(r.req.recorded, recorded, "{reason}");
+            assert_eq!(r.spans.len(), if recorded { 2 } else { 0 }, "{reason}");
+            assert_eq!(
+                r.stats.get(Counter::RequestsNotSampled),
+                u64::from(!recorded),
+                "{reason}"
+            );
+            assert_eq!(
+                r.traceparent(),
+                format!("00-{trace}-{CLIENT_ID}-{flags}"),
+                "{reason}: context is propagated either way"
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------------------- attributes --
+
+    #[test]
+    fn numeric_attributes_are_ints() {
+        let host = MockHost::new()
+            .header(":method", "GET")
+            .header(":path", "/api/products/p-1")
+            .header(":scheme", "https")
+            .header(":authority", "shop.example:8443")
+            .property(&["xds", "cluster_name"], b"products")
+            .property(&["source", "address"], b"192.0.2.10:51234")
+            .property(&["request", "protocol"], b"HTTP/1.1")
+            .now(START)
+            .random(RANDOM);
+        let r = run(&config(GATEWAY), host, &answered(201));
+        let (server, client) = (r.server_span(), r.client_span());
+        for s in [server, client] {
+            assert_eq!(
+                attr(s, sc::HTTP_RESPONSE_STATUS_CODE),
+                Some(Val::Int(201)),
+                "{}",
+                s.name
+            );
+            assert_eq!(
+                attr(s, sc::LEGACY_HTTP_STATUS_CODE),
+                Some(Val::Int(201)),
+                "{}",
+                s.name
+            );
+        }
+        assert_eq!(attr(server, sc::SERVER_PORT), Some(Val::Int(8443)));
+        assert_eq!(
+            attr(server, sc::SERVER_ADDRESS),
+            Some(Val::str("shop.example"))
+        );
+        assert_eq!(
+            attr(server, sc::CLIENT_ADDRESS),
+            Some(Val::str("192.0.2.10"))
+        );
+        assert_eq!(
+            attr(server, sc::NETWORK_PROTOCOL_VERSION),
+            Some(Val::str("1.1"))
+        );
+        assert_eq!(attr(client, sc::SERVER_PORT), Some(Val::Int(8080)));
+        assert_eq!(attr(client, sc::NETWORK_PEER_PORT), Some(Val::Int(8080)));
+        assert_eq!(
+            attr(client, sc::NETWORK_PEER_ADDRESS),
+            Some(Val::str("10.0.0.7"))
+        );
+
+        // No port in :authority: the scheme's default, still an int.
+        let r = run(
+            &config(GATEWAY),
+            request("GET", "/api/products/p-1", Some("products")),
+            &answered(200),
+        );
+        assert_eq!(attr(r.server_span(), sc::SERVER_PORT), Some(Val::Int(443)));
+    }
+
+    // -------------------------------------------------------------------------- completion --
+
+    #[test]
+    fn completion_is_read_from_envoy_attributes() {
+        let host = MockHost::new()
+            .header(":path", "/products/p-1?x=1")
+            .header(":authority", "products.internal")
+            .property_u64(&["response", "code"], 503)
+            .property_u64(&["response", "flags"], 0x20)
+            .property(
+                &["response", "code_details"],
+                b"upstream_reset_before_response_started{connection_failure}",
+            )
+            .property(&["upstream", "address"], b"10.0.0.7:8080")
+            .now(END);
+        let done = Completion::read(&host);
+        assert_eq!(done.end_ns, END);
+        assert_eq!(done.status, 503);
+        assert_eq!(done.flags, 0x20);
+        assert_eq!(
+            done.code_details,
+            "upstream_reset_before_response_started{connection_failure}"
+        );
+        assert_eq!(done.upstream_address.as_deref(), Some("10.0.0.7:8080"));
+        assert_eq!(done.upstream_path.as_deref(), Some("/products/p-1?x=1"));
+        assert_eq!(
+            done.upstream_authority.as_deref(),
+            Some("products.internal")
+        );
+        assert!(!done.responded());
+
+        let empty = Completion::read(&MockHost::new());
+        assert_eq!(
+            (empty.status, empty.flags, empty.code_details.as_str()),
+            (0, 0, "")
+        );
+        assert_eq!(empty.upstream_address, None);
+    }
+
+    #[test]
+    fn end_before_start_is_clamped() {
+        let done = Completion {
+            end_ns: START - 1,
+            ..answered(200)
+        };
+        let r = run(
+            &config(GATEWAY),
+            request("GET", "/api/products/p-1", Some("products")),
+            &done,
+        );
+        for s in &r.spans {
+            assert_eq!(s.end_time_unix_nano, START, "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn exported_span_flags_carry_the_w3c_sampled_flag() {
+        // OTLP `Span.flags`: bits 0-7 are the W3C trace-flags of the span, bits 8-9 its
+        // parent's remoteness. Every exported span is recorded, hence sampled: the low byte
+        // must say so, matching the `-01` we propagate.
+        for (sampler, mode, incoming, reason) in [
+            ("parent_based_always_on", "gateway", None, "gateway root"),
+            (
+                "parent_based_always_on",
+                "gateway",
+                Some(PARENT),
+                "gateway child",
+            ),
+            (
+                "always_on",
+                "gateway",
+                Some(PARENT_UNSAMPLED),
+                "always_on over an unsampled parent",
+            ),
+            (
+                "parent_based_always_on",
+                "sidecar_inbound",
+                Some(PARENT),
+                "inbound sidecar",
+            ),
+            (
+                "parent_based_always_on",
+                "sidecar_outbound",
+                Some(PARENT),
+                "outbound sidecar",
+            ),
+        ] {
+            let json = GATEWAY.replacen(
+                '{',
+                &format!(r#"{{"sampler": "{sampler}", "mode": "{mode}","#),
+                1,
+            );
+            let mut host = request("GET", "/api/products/p-1", Some("products"));
+            if let Some(tp) = incoming {
+                host = host.header("traceparent", tp);
+            }
+            let r = run(&config(&json), host, &answered(200));
+            assert!(!r.spans.is_empty(), "{reason}");
+            assert!(r.traceparent().ends_with("-01"), "{reason}");
+            for s in &r.spans {
+                assert_eq!(
+                    s.flags & 0xff,
+                    0x01,
+                    "{reason}: {} flags {:#x}",
+                    s.name,
+                    s.flags
+                );
+                assert_eq!(s.flags & !0x3ff, 0, "{reason}: high bits must be zero");
+            }
+        }
+    }
 }

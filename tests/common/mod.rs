@@ -30,20 +30,44 @@ pub fn wasm_path() -> PathBuf {
 }
 
 pub fn start_envoy(config: &Path, admin_port: u16, base_id: u32, env: Vec<(String, String)>) -> Envoy {
+    try_start_envoy(config, admin_port, base_id, 2, env).unwrap_or_else(|e| panic!("envoy did not start: {e}"))
+}
+
+pub fn try_start_envoy(
+    config: &Path,
+    admin_port: u16,
+    base_id: u32,
+    concurrency: u32,
+    env: Vec<(String, String)>,
+) -> Result<Envoy, String> {
     wasm_path();
     Envoy::start(
         config,
         EnvoyOpts {
             admin_port,
             base_id,
-            concurrency: 2,
+            concurrency,
             component_log_level: Some("wasm:debug".into()),
             cwd: Some(repo_root()),
             env,
             ..Default::default()
         },
     )
-    .unwrap_or_else(|e| panic!("envoy did not start: {e}"))
+}
+
+/// `envoy/gateway.yaml` with parts of its plugin configuration replaced, written to a temp
+/// file. Each `from` must occur in the shipped config, so a drifting config fails loudly.
+pub fn gateway_config_with(name: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut yaml = std::fs::read_to_string(repo_root().join("envoy/gateway.yaml")).unwrap();
+    for (from, to) in edits {
+        assert!(yaml.contains(from), "envoy/gateway.yaml no longer contains {from:?}");
+        yaml = yaml.replacen(from, to, 1);
+    }
+    let dir = std::env::temp_dir().join(format!("gateway-tracing-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, yaml).unwrap();
+    path
 }
 
 /// A response from [`send`].

