@@ -189,9 +189,12 @@ mod tests {
     use prost::Message;
     use std::cell::RefCell;
 
+    /// (cluster, headers, body) of one dispatched request.
+    type Sent = (String, Vec<(String, String)>, Vec<u8>);
+
     #[derive(Default)]
     struct MockExportHost {
-        sent: RefCell<Vec<(String, Vec<(String, String)>, Vec<u8>)>>,
+        sent: RefCell<Vec<Sent>>,
         ticks: RefCell<Vec<Duration>>,
         fail_dispatch: bool,
     }

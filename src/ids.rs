@@ -38,9 +38,12 @@ fn decode_lower_hex(s: &str, out: &mut [u8]) -> bool {
     if b.len() != out.len() * 2 {
         return false;
     }
-    for (i, pair) in b.chunks_exact(2).enumerate() {
-        match (nibble(pair[0]), nibble(pair[1]), out.get_mut(i)) {
-            (Some(h), Some(l), Some(slot)) => *slot = (h << 4) | l,
+    for (pair, slot) in b.chunks_exact(2).zip(out.iter_mut()) {
+        match (
+            pair.first().and_then(|c| nibble(*c)),
+            pair.get(1).and_then(|c| nibble(*c)),
+        ) {
+            (Some(h), Some(l)) => *slot = (h << 4) | l,
             _ => return false,
         }
     }
@@ -60,11 +63,14 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let mut buf = [0u8; 32];
-    for (i, b) in bytes.iter().enumerate().take(16) {
-        buf[2 * i] = HEX[(b >> 4) as usize];
-        buf[2 * i + 1] = HEX[(b & 0xf) as usize];
+    let mut len = 0;
+    for (b, out) in bytes.iter().zip(buf.chunks_exact_mut(2)) {
+        for (slot, nib) in out.iter_mut().zip([b >> 4, b & 0xf]) {
+            *slot = HEX.get(usize::from(nib)).copied().unwrap_or(b'0');
+        }
+        len += 2;
     }
-    let s = std::str::from_utf8(&buf[..bytes.len() * 2]).map_err(|_| fmt::Error)?;
+    let s = std::str::from_utf8(buf.get(..len).unwrap_or(&[])).map_err(|_| fmt::Error)?;
     f.write_str(s)
 }
 

@@ -3,6 +3,17 @@
 //! The core (everything but [`filter`]) is plain Rust that talks to Envoy only through the
 //! traits in [`host`], so it is unit-tested on the host. `filter` is the proxy-wasm glue,
 //! compiled for `wasm32` only.
+// Tests may unwrap; library code may not (see [lints.clippy] in Cargo.toml).
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 pub mod config;
 pub mod exporter;
 pub mod host;
@@ -17,5 +28,5 @@ pub mod status;
 pub mod testing;
 pub mod tracer;
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", gateway_tracing_lint_filter))]
 pub mod filter;

@@ -2,7 +2,12 @@
 //! loopback stub upstreams on the config's ports, and an OTLP/HTTP collector that decodes the
 //! protobuf Envoy sends. Every assertion is on what the collector received and what the stubs
 //! received.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -40,41 +45,68 @@ impl Upstreams {
 /// The one request a stub received since `before`, with exactly one `traceparent`.
 fn only_request(stub: &Stub, before: usize) -> StubRequest {
     let reqs = stub.requests();
-    assert_eq!(reqs.len(), before + 1, "{} should have received exactly one request", stub.name());
+    assert_eq!(
+        reqs.len(),
+        before + 1,
+        "{} should have received exactly one request",
+        stub.name()
+    );
     reqs.into_iter().last().unwrap()
 }
 
 fn one_traceparent(req: &StubRequest) -> (String, String) {
     let tps = req.header_values("traceparent");
-    assert_eq!(tps.len(), 1, "exactly one traceparent upstream, got {tps:?}");
+    assert_eq!(
+        tps.len(),
+        1,
+        "exactly one traceparent upstream, got {tps:?}"
+    );
     split_traceparent(tps[0])
 }
 
 fn trace_spans(collector: &Collector, trace_id: &str, n: usize) -> Vec<RecordedSpan> {
     let id = trace_id.to_string();
-    match collector.wait_for(WAIT, |spans| spans.iter().filter(|s| s.trace_id == id).count() >= n) {
+    match collector.wait_for(WAIT, |spans| {
+        spans.iter().filter(|s| s.trace_id == id).count() >= n
+    }) {
         Ok(all) => all.into_iter().filter(|s| s.trace_id == trace_id).collect(),
         Err(all) => panic!(
             "trace {trace_id}: wanted {n} spans, collector has {:?}",
-            all.iter().filter(|s| s.trace_id == trace_id).map(|s| &s.name).collect::<Vec<_>>()
+            all.iter()
+                .filter(|s| s.trace_id == trace_id)
+                .map(|s| &s.name)
+                .collect::<Vec<_>>()
         ),
     }
 }
 
 fn by_kind(spans: &[RecordedSpan], kind: i32) -> &RecordedSpan {
     let found: Vec<_> = spans.iter().filter(|s| s.kind == kind).collect();
-    assert_eq!(found.len(), 1, "one span of kind {kind} in {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(
+        found.len(),
+        1,
+        "one span of kind {kind} in {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
     found[0]
 }
 
 fn s<'a>(span: &'a RecordedSpan, key: &str) -> &'a str {
-    span.attr_str(key).unwrap_or_else(|| panic!("{}: missing string attribute {key}: {:?}", span.name, span.attributes))
+    span.attr_str(key).unwrap_or_else(|| {
+        panic!(
+            "{}: missing string attribute {key}: {:?}",
+            span.name, span.attributes
+        )
+    })
 }
 
 fn i(span: &RecordedSpan, key: &str) -> i64 {
-    span.attr(key)
-        .and_then(|v| v.as_int())
-        .unwrap_or_else(|| panic!("{}: missing int attribute {key}: {:?}", span.name, span.attributes))
+    span.attr(key).and_then(|v| v.as_int()).unwrap_or_else(|| {
+        panic!(
+            "{}: missing int attribute {key}: {:?}",
+            span.name, span.attributes
+        )
+    })
 }
 
 /// Checks a gateway SERVER + CLIENT pair and returns them.
@@ -84,21 +116,50 @@ fn assert_pair<'a>(
     client_name: &str,
     client_span_id_upstream: &str,
 ) -> (&'a RecordedSpan, &'a RecordedSpan) {
-    assert_eq!(spans.len(), 2, "{server_name}: {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(
+        spans.len(),
+        2,
+        "{server_name}: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
     let server = by_kind(spans, SERVER);
     let client = by_kind(spans, CLIENT);
     assert_eq!(server.name, server_name);
     assert_eq!(client.name, client_name);
-    assert_eq!(client.parent_span_id, server.span_id, "CLIENT is the SERVER's child");
-    assert_eq!(client.span_id, client_span_id_upstream, "the upstream's traceparent names the CLIENT span");
-    assert!(server.start_ns <= client.start_ns && client.end_ns <= server.end_ns, "CLIENT inside SERVER");
+    assert_eq!(
+        client.parent_span_id, server.span_id,
+        "CLIENT is the SERVER's child"
+    );
+    assert_eq!(
+        client.span_id, client_span_id_upstream,
+        "the upstream's traceparent names the CLIENT span"
+    );
+    assert!(
+        server.start_ns <= client.start_ns && client.end_ns <= server.end_ns,
+        "CLIENT inside SERVER"
+    );
     assert_eq!(s(server, "span.kind"), "server");
     assert_eq!(s(client, "span.kind"), "client");
     for span in [server, client] {
         assert_eq!(span.service(), Some("ecomm-ms-gateway"));
-        assert_eq!(span.resource.get("telemetry.sdk.name").and_then(|v| v.as_str()), Some("gateway-tracing"));
-        assert_eq!(span.resource.get("telemetry.sdk.language").and_then(|v| v.as_str()), Some("rust"));
-        assert_eq!(span.resource.get("deployment.environment.name").and_then(|v| v.as_str()), Some("demo"));
+        assert_eq!(
+            span.resource
+                .get("telemetry.sdk.name")
+                .and_then(|v| v.as_str()),
+            Some("gateway-tracing")
+        );
+        assert_eq!(
+            span.resource
+                .get("telemetry.sdk.language")
+                .and_then(|v| v.as_str()),
+            Some("rust")
+        );
+        assert_eq!(
+            span.resource
+                .get("deployment.environment.name")
+                .and_then(|v| v.as_str()),
+            Some("demo")
+        );
         assert_eq!(span.scope_name, "gateway-tracing");
         assert!(!span.scope_version.is_empty());
     }
@@ -116,11 +177,22 @@ fn gateway_traces_every_request_in_real_envoy() {
     let r = send(GATEWAY, "GET", "/api/products", &[], "");
     assert_eq!(r.status, 200, "{}", r.body);
     let req = only_request(&up.products, 0);
-    assert_eq!(req.path, "/products", "the service receives the rewritten path");
-    assert!(req.header_values("tracestate").is_empty(), "no tracestate invented");
+    assert_eq!(
+        req.path, "/products",
+        "the service receives the rewritten path"
+    );
+    assert!(
+        req.header_values("tracestate").is_empty(),
+        "no tracestate invented"
+    );
     let (trace, client_id) = one_traceparent(&req);
     let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(&spans, "GET /api/products", "PRODUCTS_SERVICE GET /products", &client_id);
+    let (server, client) = assert_pair(
+        &spans,
+        "GET /api/products",
+        "PRODUCTS_SERVICE GET /products",
+        &client_id,
+    );
     assert_eq!(server.parent_span_id, "", "a new trace has a root");
     assert_eq!(s(server, "http.request.method"), "GET");
     assert_eq!(s(server, "http.method"), "GET");
@@ -146,25 +218,54 @@ fn gateway_traces_every_request_in_real_envoy() {
     assert_eq!(events, ["call.start", "call.complete"]);
 
     // --- POST /api/auth/login ------------------------------------------------------------------
-    let r = send(GATEWAY, "POST", "/api/auth/login", &[], r#"{"user":"demo"}"#);
+    let r = send(
+        GATEWAY,
+        "POST",
+        "/api/auth/login",
+        &[],
+        r#"{"user":"demo"}"#,
+    );
     assert_eq!(r.status, 200);
     let req = only_request(&up.auth, 0);
-    assert_eq!((req.method.as_str(), req.path.as_str()), ("POST", "/auth/login"));
+    assert_eq!(
+        (req.method.as_str(), req.path.as_str()),
+        ("POST", "/auth/login")
+    );
     let (trace, client_id) = one_traceparent(&req);
     let spans = trace_spans(&collector, &trace, 2);
-    let (_, client) = assert_pair(&spans, "POST /api/auth/login", "AUTH_SERVICE POST /auth/login", &client_id);
+    let (_, client) = assert_pair(
+        &spans,
+        "POST /api/auth/login",
+        "AUTH_SERVICE POST /auth/login",
+        &client_id,
+    );
     assert_eq!(s(client, "http.request.method"), "POST");
 
     // --- POST /api/cart/c-42/add: the Durable Object target --------------------------------------
-    let r = send(GATEWAY, "POST", "/api/cart/c-42/add", &[], r#"{"productId":"p-1"}"#);
+    let r = send(
+        GATEWAY,
+        "POST",
+        "/api/cart/c-42/add",
+        &[],
+        r#"{"productId":"p-1"}"#,
+    );
     assert_eq!(r.status, 200);
     let req = only_request(&up.cart, 0);
     assert_eq!(req.path, "/cart/add?cartId=c-42");
     let (trace, client_id) = one_traceparent(&req);
     let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(&spans, "POST /api/cart/:cartId/add", "CartDurableObject POST /cart/add", &client_id);
+    let (server, client) = assert_pair(
+        &spans,
+        "POST /api/cart/:cartId/add",
+        "CartDurableObject POST /cart/add",
+        &client_id,
+    );
     assert_eq!(s(server, "http.route"), "/api/cart/:cartId/add");
-    assert_eq!(s(server, "url.path"), "/api/cart/c-42/add", "the raw path is an attribute, never a name");
+    assert_eq!(
+        s(server, "url.path"),
+        "/api/cart/c-42/add",
+        "the raw path is an attribute, never a name"
+    );
     assert_eq!(s(client, "durable_object.name"), "CartDurableObject");
     assert_eq!(s(client, "durable_object.id"), "c-42");
 
@@ -172,76 +273,175 @@ fn gateway_traces_every_request_in_real_envoy() {
     let incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let tp = format!("00-{incoming_trace}-00f067aa0ba902b7-01");
     let ts = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
-    let r = send(GATEWAY, "GET", "/api/products/p-2", &[("traceparent", tp.as_bytes()), ("tracestate", ts.as_bytes())], "");
+    let r = send(
+        GATEWAY,
+        "GET",
+        "/api/products/p-2",
+        &[
+            ("traceparent", tp.as_bytes()),
+            ("tracestate", ts.as_bytes()),
+        ],
+        "",
+    );
     assert_eq!(r.status, 200);
     let req = only_request(&up.products, 1);
     assert_eq!(req.path, "/products/p-2");
     let (trace, client_id) = one_traceparent(&req);
     assert_eq!(trace, incoming_trace, "same trace id upstream");
-    assert_ne!(client_id, "00f067aa0ba902b7", "upstream sees our CLIENT span, not the caller's");
-    assert_eq!(req.header_values("tracestate"), [ts], "tracestate carried unchanged");
+    assert_ne!(
+        client_id, "00f067aa0ba902b7",
+        "upstream sees our CLIENT span, not the caller's"
+    );
+    assert_eq!(
+        req.header_values("tracestate"),
+        [ts],
+        "tracestate carried unchanged"
+    );
     let spans = trace_spans(&collector, incoming_trace, 2);
-    let (server, client) = assert_pair(&spans, "GET /api/products/:id", "PRODUCTS_SERVICE GET /products/:id", &client_id);
-    assert_eq!(server.parent_span_id, "00f067aa0ba902b7", "SERVER continues the caller's span");
+    let (server, client) = assert_pair(
+        &spans,
+        "GET /api/products/:id",
+        "PRODUCTS_SERVICE GET /products/:id",
+        &client_id,
+    );
+    assert_eq!(
+        server.parent_span_id, "00f067aa0ba902b7",
+        "SERVER continues the caller's span"
+    );
     assert_eq!(server.trace_state, ts);
     assert_eq!(client.trace_state, ts);
 
     // --- a malformed traceparent restarts the trace and drops tracestate -----------------------
     let bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
-    let r = send(GATEWAY, "GET", "/api/products", &[("traceparent", bad.as_bytes()), ("tracestate", b"rojo=1")], "");
+    let r = send(
+        GATEWAY,
+        "GET",
+        "/api/products",
+        &[("traceparent", bad.as_bytes()), ("tracestate", b"rojo=1")],
+        "",
+    );
     assert_eq!(r.status, 200);
     let req = only_request(&up.products, 2);
     let (trace, client_id) = one_traceparent(&req);
     assert_ne!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
-    assert!(req.header_values("tracestate").is_empty(), "tracestate of an invalid traceparent is dropped");
+    assert!(
+        req.header_values("tracestate").is_empty(),
+        "tracestate of an invalid traceparent is dropped"
+    );
     let spans = trace_spans(&collector, &trace, 2);
-    let (server, _) = assert_pair(&spans, "GET /api/products", "PRODUCTS_SERVICE GET /products", &client_id);
+    let (server, _) = assert_pair(
+        &spans,
+        "GET /api/products",
+        "PRODUCTS_SERVICE GET /products",
+        &client_id,
+    );
     assert_eq!(server.parent_span_id, "");
 
     // --- two traceparent headers: invalid, restart, and exactly one goes upstream --------------
-    let r = send(GATEWAY, "GET", "/api/products", &[("traceparent", tp.as_bytes()), ("traceparent", tp.as_bytes())], "");
+    let r = send(
+        GATEWAY,
+        "GET",
+        "/api/products",
+        &[
+            ("traceparent", tp.as_bytes()),
+            ("traceparent", tp.as_bytes()),
+        ],
+        "",
+    );
     assert_eq!(r.status, 200);
     let req = only_request(&up.products, 3);
     let (trace, _) = one_traceparent(&req);
-    assert_ne!(trace, incoming_trace, "duplicated traceparent restarts the trace");
+    assert_ne!(
+        trace, incoming_trace,
+        "duplicated traceparent restarts the trace"
+    );
 
     // --- hostile header bytes never fail the request ---------------------------------------------
     // (NUL, CR and LF are refused by Envoy's HTTP codec before any filter runs.)
     let hostile: &[u8] = b"00-\xff\xfegarbage-\x80-01";
-    let r = send(GATEWAY, "GET", "/api/products", &[("traceparent", hostile), ("tracestate", b"\xff=\xff")], "");
-    assert_eq!(r.status, 200, "hostile traceparent must not cause an error: {}", r.body);
+    let r = send(
+        GATEWAY,
+        "GET",
+        "/api/products",
+        &[("traceparent", hostile), ("tracestate", b"\xff=\xff")],
+        "",
+    );
+    assert_eq!(
+        r.status, 200,
+        "hostile traceparent must not cause an error: {}",
+        r.body
+    );
     let req = only_request(&up.products, 4);
     let (trace, client_id) = one_traceparent(&req);
     let spans = trace_spans(&collector, &trace, 2);
-    assert_pair(&spans, "GET /api/products", "PRODUCTS_SERVICE GET /products", &client_id);
+    assert_pair(
+        &spans,
+        "GET /api/products",
+        "PRODUCTS_SERVICE GET /products",
+        &client_id,
+    );
 
     // --- upstream answers 5xx: both spans ERROR --------------------------------------------------
-    let r = send(GATEWAY, "POST", "/api/orders", &[("x-stub-status", b"500")], "{}");
+    let r = send(
+        GATEWAY,
+        "POST",
+        "/api/orders",
+        &[("x-stub-status", b"500")],
+        "{}",
+    );
     assert_eq!(r.status, 500);
     let req = only_request(&up.orders, 0);
     let (trace, client_id) = one_traceparent(&req);
     let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(&spans, "POST /api/orders", "ORDER_SERVICE POST /orders", &client_id);
-    assert_eq!((server.status_code, client.status_code), (STATUS_ERROR, STATUS_ERROR));
+    let (server, client) = assert_pair(
+        &spans,
+        "POST /api/orders",
+        "ORDER_SERVICE POST /orders",
+        &client_id,
+    );
+    assert_eq!(
+        (server.status_code, client.status_code),
+        (STATUS_ERROR, STATUS_ERROR)
+    );
     assert_eq!(s(server, "error.type"), "500");
     assert_eq!(s(client, "error.type"), "500");
     assert_eq!(i(client, "http.response.status_code"), 500);
     assert!(client.events.iter().any(|e| e.name == "exception"));
 
     // --- upstream answers 4xx: CLIENT ERROR, SERVER not -------------------------------------------
-    let r = send(GATEWAY, "POST", "/api/orders", &[("x-stub-status", b"404")], "{}");
+    let r = send(
+        GATEWAY,
+        "POST",
+        "/api/orders",
+        &[("x-stub-status", b"404")],
+        "{}",
+    );
     assert_eq!(r.status, 404);
     let req = only_request(&up.orders, 1);
     let (trace, client_id) = one_traceparent(&req);
     let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(&spans, "POST /api/orders", "ORDER_SERVICE POST /orders", &client_id);
-    assert_eq!(server.status_code, STATUS_UNSET, "a 4xx is not the server's error");
+    let (server, client) = assert_pair(
+        &spans,
+        "POST /api/orders",
+        "ORDER_SERVICE POST /orders",
+        &client_id,
+    );
+    assert_eq!(
+        server.status_code, STATUS_UNSET,
+        "a 4xx is not the server's error"
+    );
     assert_eq!(client.status_code, STATUS_ERROR);
     assert_eq!(s(client, "error.type"), "404");
 
     // --- connection refused: no upstream response, Envoy answers 503 -----------------------------
     let tp_legacy = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-    let r = send(GATEWAY, "GET", "/api/legacy/report", &[("traceparent", tp_legacy.as_bytes())], "");
+    let r = send(
+        GATEWAY,
+        "GET",
+        "/api/legacy/report",
+        &[("traceparent", tp_legacy.as_bytes())],
+        "",
+    );
     assert_eq!(r.status, 503);
     let spans = trace_spans(&collector, "0af7651916cd43dd8448eb211c80319c", 2);
     let server = by_kind(&spans, SERVER);
@@ -249,25 +449,65 @@ fn gateway_traces_every_request_in_real_envoy() {
     assert_eq!(server.name, "GET /api/legacy/*");
     assert_eq!(client.name, "LEGACY_SERVICE GET /legacy/*");
     assert_eq!(client.parent_span_id, server.span_id);
-    assert_eq!((server.status_code, client.status_code), (STATUS_ERROR, STATUS_ERROR));
+    assert_eq!(
+        (server.status_code, client.status_code),
+        (STATUS_ERROR, STATUS_ERROR)
+    );
     assert_eq!(s(server, "error.type"), "503");
     assert_eq!(s(client, "error.type"), "connection_failure");
-    assert!(client.attr("http.response.status_code").is_none(), "no upstream status: there was no response");
+    assert!(
+        client.attr("http.response.status_code").is_none(),
+        "no upstream status: there was no response"
+    );
     assert_eq!(s(client, "envoy.response_flags"), "UF");
-    let exc = client.events.iter().find(|e| e.name == "exception").expect("exception event");
-    assert_eq!(exc.attributes.get("exception.type").and_then(|v| v.as_str()), Some("connection_failure"));
-    assert_eq!(exc.attributes.get("envoy.response_flags").and_then(|v| v.as_str()), Some("UF"));
-    assert!(exc.attributes.get("envoy.response_code_details").and_then(|v| v.as_str()).unwrap_or("").contains("connection"));
-    assert!(client.status_message.contains("UF"), "{}", client.status_message);
+    let exc = client
+        .events
+        .iter()
+        .find(|e| e.name == "exception")
+        .expect("exception event");
+    assert_eq!(
+        exc.attributes
+            .get("exception.type")
+            .and_then(|v| v.as_str()),
+        Some("connection_failure")
+    );
+    assert_eq!(
+        exc.attributes
+            .get("envoy.response_flags")
+            .and_then(|v| v.as_str()),
+        Some("UF")
+    );
+    assert!(exc
+        .attributes
+        .get("envoy.response_code_details")
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .contains("connection"));
+    assert!(
+        client.status_message.contains("UF"),
+        "{}",
+        client.status_message
+    );
 
     // --- answered locally: a SERVER span only ----------------------------------------------------
     let tp_local = "00-11111111111111111111111111111111-2222222222222222-01";
-    let r = send(GATEWAY, "GET", "/healthz", &[("traceparent", tp_local.as_bytes())], "");
+    let r = send(
+        GATEWAY,
+        "GET",
+        "/healthz",
+        &[("traceparent", tp_local.as_bytes())],
+        "",
+    );
     assert_eq!(r.status, 200);
     let spans = trace_spans(&collector, "11111111111111111111111111111111", 1);
     std::thread::sleep(Duration::from_millis(1200)); // a flush interval and more: nothing else arrives
     let spans_later = collector.trace("11111111111111111111111111111111");
-    assert_eq!(spans_later.len(), 1, "no CLIENT span without an upstream: {:?}", spans_later.iter().map(|s| &s.name).collect::<Vec<_>>());
+    assert_eq!(
+        spans_later.len(),
+        1,
+        "no CLIENT span without an upstream: {:?}",
+        spans_later.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
     assert_eq!(spans[0].name, "GET /healthz");
     assert_eq!(spans[0].kind, SERVER);
 
@@ -277,7 +517,13 @@ fn gateway_traces_every_request_in_real_envoy() {
     for e in &exports {
         assert_eq!(e.path, "/v1/traces");
         assert_eq!(e.header("content-type"), Some("application/x-protobuf"));
-        assert!(e.header("user-agent").unwrap_or("").starts_with("OTel-OTLP-Exporter-Rust/"), "{:?}", e.header("user-agent"));
+        assert!(
+            e.header("user-agent")
+                .unwrap_or("")
+                .starts_with("OTel-OTLP-Exporter-Rust/"),
+            "{:?}",
+            e.header("user-agent")
+        );
         assert!(e.span_count > 0, "never an empty export request");
         assert!(e.decode_error.is_none());
     }
@@ -289,14 +535,35 @@ fn gateway_traces_every_request_in_real_envoy() {
     assert_eq!(ids.len(), all.len(), "a span was exported twice");
 
     // --- self-metrics in Envoy's stats -----------------------------------------------------------
-    let stat = |n: &str| envoy.stat(&format!("wasmcustom.gateway_tracing.{n}")).unwrap().unwrap_or(0);
-    assert!(stat("traceparent_invalid") >= 3, "malformed, duplicated and hostile traceparents counted");
-    assert_eq!(stat("spans_exported") as usize, all.len(), "every received span counted as exported");
-    assert_eq!(stat("spans_dropped_queue_full") + stat("spans_dropped_export_failed"), 0);
+    let stat = |n: &str| {
+        envoy
+            .stat(&format!("wasmcustom.gateway_tracing.{n}"))
+            .unwrap()
+            .unwrap_or(0)
+    };
+    assert!(
+        stat("traceparent_invalid") >= 3,
+        "malformed, duplicated and hostile traceparents counted"
+    );
+    assert_eq!(
+        stat("spans_exported") as usize,
+        all.len(),
+        "every received span counted as exported"
+    );
+    assert_eq!(
+        stat("spans_dropped_queue_full") + stat("spans_dropped_export_failed"),
+        0
+    );
 
     // --- the seed's debug log lines -------------------------------------------------------------
     let log = envoy.log();
-    assert!(log.contains("Span Context: { traceId: '"), "root span context logged");
-    assert!(log.contains(&format!("Propagating trace context to AUTH_SERVICE: {{ traceId: '")), "propagation logged");
+    assert!(
+        log.contains("Span Context: { traceId: '"),
+        "root span context logged"
+    );
+    assert!(
+        log.contains("Propagating trace context to AUTH_SERVICE: { traceId: '"),
+        "propagation logged"
+    );
     assert!(log.contains("Propagating trace context to CartDurableObject: "));
 }

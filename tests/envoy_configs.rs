@@ -1,7 +1,12 @@
 //! Every Envoy configuration shipped in `envoy/` passes `envoy --mode validate` (the real
 //! Envoy, with the built wasm). Configs written for containers reference the wasm at a
 //! container path; they are validated with that path pointed at the local build.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -15,7 +20,10 @@ fn envoy_configs(dir: &Path, out: &mut Vec<PathBuf>) {
             envoy_configs(&path, out);
         } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             // Envoy bootstrap configs; docker-compose and Istio manifests are not.
-            if std::fs::read_to_string(&path).unwrap().contains("static_resources:") {
+            if std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("static_resources:")
+            {
                 out.push(path);
             }
         }
@@ -28,17 +36,24 @@ fn every_envoy_config_in_envoy_dir_validates() {
     let mut configs = Vec::new();
     envoy_configs(&repo_root().join("envoy"), &mut configs);
     configs.sort();
-    assert!(configs.iter().any(|p| p.ends_with("envoy/gateway.yaml")), "found {configs:?}");
+    assert!(
+        configs.iter().any(|p| p.ends_with("envoy/gateway.yaml")),
+        "found {configs:?}"
+    );
     let tmp = std::env::temp_dir().join(format!("gateway-tracing-validate-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
     let mut failures = Vec::new();
     for config in &configs {
         let text = std::fs::read_to_string(config).unwrap();
-        let local = text.contains("filename: target/gateway_tracing.wasm") || !text.contains("gateway_tracing.wasm");
+        let local = text.contains("filename: target/gateway_tracing.wasm")
+            || !text.contains("gateway_tracing.wasm");
         let to_validate = if local {
             config.clone()
         } else {
-            let rewritten = text.replace("/etc/envoy/gateway_tracing.wasm", &wasm.display().to_string());
+            let rewritten = text.replace(
+                "/etc/envoy/gateway_tracing.wasm",
+                &wasm.display().to_string(),
+            );
             assert_ne!(rewritten, text, "{}: unknown wasm path", config.display());
             let p = tmp.join(config.file_name().unwrap());
             std::fs::write(&p, rewritten).unwrap();

@@ -44,7 +44,9 @@ impl Host for ProxyHost {
                     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
                     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
                     z ^= z >> 31;
-                    chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+                    for (dst, src) in chunk.iter_mut().zip(z.to_le_bytes()) {
+                        *dst = src;
+                    }
                 }
             });
         }

@@ -2,7 +2,13 @@
 //! repository root (so the configs' relative wasm path resolves), raw HTTP/1.1 requests (so
 //! tests can send duplicate and non-UTF-8 headers), and a lock so tests that bind the
 //! configs' fixed loopback ports never overlap.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use mesh::envoy::{Envoy, EnvoyOpts};
 use std::io::{Read, Write};
@@ -25,12 +31,22 @@ pub fn repo_root() -> PathBuf {
 /// The artifact `make build` produces; the e2e tests refuse to run without it.
 pub fn wasm_path() -> PathBuf {
     let p = repo_root().join("target/gateway_tracing.wasm");
-    assert!(p.exists(), "{} is missing: run `make build` (make test does it for you)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` (make test does it for you)",
+        p.display()
+    );
     p
 }
 
-pub fn start_envoy(config: &Path, admin_port: u16, base_id: u32, env: Vec<(String, String)>) -> Envoy {
-    try_start_envoy(config, admin_port, base_id, 2, env).unwrap_or_else(|e| panic!("envoy did not start: {e}"))
+pub fn start_envoy(
+    config: &Path,
+    admin_port: u16,
+    base_id: u32,
+    env: Vec<(String, String)>,
+) -> Envoy {
+    try_start_envoy(config, admin_port, base_id, 2, env)
+        .unwrap_or_else(|e| panic!("envoy did not start: {e}"))
 }
 
 pub fn try_start_envoy(
@@ -60,7 +76,10 @@ pub fn try_start_envoy(
 pub fn gateway_config_with(name: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut yaml = std::fs::read_to_string(repo_root().join("envoy/gateway.yaml")).unwrap();
     for (from, to) in edits {
-        assert!(yaml.contains(from), "envoy/gateway.yaml no longer contains {from:?}");
+        assert!(
+            yaml.contains(from),
+            "envoy/gateway.yaml no longer contains {from:?}"
+        );
         yaml = yaml.replacen(from, to, 1);
     }
     let dir = std::env::temp_dir().join(format!("gateway-tracing-e2e-{}", std::process::id()));
@@ -78,7 +97,13 @@ pub struct Response {
 }
 
 /// Sends one HTTP/1.1 request with exactly these headers (duplicates and raw bytes allowed).
-pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &[u8])], body: &str) -> Response {
+pub fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &str,
+) -> Response {
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req: Vec<u8> = format!("{method} {path} HTTP/1.1\r\nhost: shop.local\r\nuser-agent: e2e-test/1\r\nconnection: close\r\n").into_bytes();
@@ -89,7 +114,13 @@ pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &[u8])], bod
         req.extend_from_slice(b"\r\n");
     }
     if !body.is_empty() {
-        req.extend_from_slice(format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len()).as_bytes());
+        req.extend_from_slice(
+            format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
     }
     req.extend_from_slice(b"\r\n");
     req.extend_from_slice(body.as_bytes());
@@ -97,8 +128,15 @@ pub fn send(addr: &str, method: &str, path: &str, headers: &[(&str, &[u8])], bod
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Response { status, body }
 }
 

@@ -276,7 +276,11 @@ impl Drop for Envoy {
         let _ = terminate(&mut self.child, TERM_GRACE);
         // A failing test gets Envoy's log next to its assertion message.
         if std::thread::panicking() {
-            eprintln!("--- envoy log ({}) ---\n{}", self.log_path.display(), self.log_tail());
+            eprintln!(
+                "--- envoy log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log_tail()
+            );
         }
         if std::env::var_os("MESH_KEEP_ENVOY_LOGS").is_none() {
             let _ = std::fs::remove_dir_all(&self.dir);
