@@ -5,14 +5,18 @@
 //! - [`stub`]: recording stub upstream for tests.
 //! - [`shop`]: the demo e-commerce services (auth, products, cart, orders, fulfillment).
 //! - [`envoy`]: runs a real Envoy process for end-to-end tests; [`envoy::ProcessGuard`].
+//! - [`demo`]: the whole shop mesh (collector, services, gateway and cart sidecar Envoys) and
+//!   the scripted shopping flow, used by `make run` and the mesh end-to-end test.
 //!
-//! Binaries: `otel-collector` (collector + tree printer) and `shop` (demo services).
+//! Binaries: `demo` (what `make run` runs), `otel-collector` (collector + tree printer) and
+//! `shop` (demo services).
 //!
 //! Everything here runs on the host (no wasm). This crate's own tests do not
 //! need Envoy; the one test that runs it is skipped when `envoy` is absent.
 //! Listen addresses everywhere accept `":PORT"` as shorthand for `127.0.0.1:PORT`.
 
 pub mod collector;
+pub mod demo;
 pub mod envoy;
 mod http;
 pub mod shop;
