@@ -501,7 +501,7 @@ fn client_span(
     span.events.push(Event {
         time_unix_nano: req.start_ns,
         name: sc::EVENT_CALL_START.into(),
-        attributes: vec![kv_str(sc::PEER_SERVICE, label)],
+        attributes: vec![kv_str(sc::PEER_SERVICE, call.target.service.clone())],
         ..Default::default()
     });
     if responded {
@@ -1214,8 +1214,8 @@ mod tests {
                     &event(client, sc::EVENT_CALL_START).attributes,
                     sc::PEER_SERVICE
                 ),
-                Some(Val::str("CartDurableObject")),
-                "{reason}"
+                Some(Val::str("cart")),
+                "{reason}: the event names the same peer.service as the span"
             );
             assert_eq!(
                 attr(r.server_span(), sc::DURABLE_OBJECT_NAME),

@@ -94,6 +94,8 @@ impl RootContext for Root {
     }
 
     fn on_tick(&mut self) {
+        // Follow runtime changes of Envoy's `wasm` log level (`POST /logging?wasm=debug`).
+        log::set_max_level(log_level_filter());
         let Some(shared) = &self.shared else { return };
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
             exporter.on_tick(&ProxyExport, &shared.stats, now_nanos());
