@@ -540,12 +540,7 @@ pub fn expand(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
             Some((n, d)) => (n, Some(d)),
             None => (body, None),
         };
-        let valid = name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        if !crate::route::is_name(name) {
             return Err(format!(
                 "'${{{name}}}' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
             ));

@@ -37,12 +37,7 @@ impl RouteTemplate {
         let parts: Vec<&str> = raw.split('/').skip(1).collect();
         for (i, part) in parts.iter().enumerate() {
             if let Some(name) = part.strip_prefix(':') {
-                let ident = name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !ident {
+                if !is_name(name) {
                     return Err(format!(
                         "parameter ':{name}' is not a name ([A-Za-z_][A-Za-z0-9_]*)"
                     ));
@@ -140,6 +135,14 @@ impl RouteTable {
         }
         route.map(|r| &r.template)
     }
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: route parameter and environment variable names.
+pub fn is_name(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// The path without query string or fragment.

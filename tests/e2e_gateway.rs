@@ -109,13 +109,47 @@ fn i(span: &RecordedSpan, key: &str) -> i64 {
     })
 }
 
+/// One request through the gateway to a stub upstream, and what it left behind.
+struct Traced {
+    status: u16,
+    /// What the stub received (exactly one request).
+    req: StubRequest,
+    /// Trace id and span id of the one `traceparent` the stub received.
+    trace: String,
+    client_id: String,
+    /// The collector's spans of that trace (at least two: SERVER and CLIENT).
+    spans: Vec<RecordedSpan>,
+}
+
+fn traced(
+    collector: &Collector,
+    stub: &Stub,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+    body: &str,
+) -> Traced {
+    let before = stub.requests().len();
+    let status = send(GATEWAY, method, path, headers, body).status;
+    let req = only_request(stub, before);
+    let (trace, client_id) = one_traceparent(&req);
+    let spans = trace_spans(collector, &trace, 2);
+    Traced {
+        status,
+        req,
+        trace,
+        client_id,
+        spans,
+    }
+}
+
 /// Checks a gateway SERVER + CLIENT pair and returns them.
 fn assert_pair<'a>(
-    spans: &'a [RecordedSpan],
+    t: &'a Traced,
     server_name: &str,
     client_name: &str,
-    client_span_id_upstream: &str,
 ) -> (&'a RecordedSpan, &'a RecordedSpan) {
+    let (spans, client_span_id_upstream) = (&t.spans, &t.client_id);
     assert_eq!(
         spans.len(),
         2,
@@ -131,7 +165,7 @@ fn assert_pair<'a>(
         "CLIENT is the SERVER's child"
     );
     assert_eq!(
-        client.span_id, client_span_id_upstream,
+        &client.span_id, client_span_id_upstream,
         "the upstream's traceparent names the CLIENT span"
     );
     assert!(
@@ -174,43 +208,43 @@ fn gateway_traces_every_request_in_real_envoy() {
     let envoy = start_envoy(&repo_root().join("envoy/gateway.yaml"), 9901, 0, vec![]);
 
     // --- GET /api/products: new trace, root + PRODUCTS_SERVICE child ----------------------------
-    let r = send(GATEWAY, "GET", "/api/products", &[], "");
-    assert_eq!(r.status, 200, "{}", r.body);
-    let req = only_request(&up.products, 0);
+    let t = traced(&collector, &up.products, "GET", "/api/products", &[], "");
+    assert_eq!(t.status, 200);
     assert_eq!(
-        req.path, "/products",
+        t.req.path, "/products",
         "the service receives the rewritten path"
     );
     assert!(
-        req.header_values("tracestate").is_empty(),
+        t.req.header_values("tracestate").is_empty(),
         "no tracestate invented"
     );
-    let (trace, client_id) = one_traceparent(&req);
-    let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(
-        &spans,
-        "GET /api/products",
-        "PRODUCTS_SERVICE GET /products",
-        &client_id,
-    );
+    let (server, client) = assert_pair(&t, "GET /api/products", "PRODUCTS_SERVICE GET /products");
     assert_eq!(server.parent_span_id, "", "a new trace has a root");
-    assert_eq!(s(server, "http.request.method"), "GET");
-    assert_eq!(s(server, "http.method"), "GET");
-    assert_eq!(s(server, "http.route"), "/api/products");
-    assert_eq!(s(server, "url.path"), "/api/products");
-    assert_eq!(s(server, "url.scheme"), "http");
-    assert_eq!(s(server, "http.url"), "http://shop.local/api/products");
-    assert_eq!(s(server, "server.address"), "shop.local");
+    for (key, want) in [
+        ("http.request.method", "GET"),
+        ("http.method", "GET"),
+        ("http.route", "/api/products"),
+        ("url.path", "/api/products"),
+        ("url.scheme", "http"),
+        ("http.url", "http://shop.local/api/products"),
+        ("server.address", "shop.local"),
+        ("user_agent.original", "e2e-test/1"),
+    ] {
+        assert_eq!(s(server, key), want, "SERVER {key}");
+    }
     assert_eq!(i(server, "server.port"), 80);
-    assert_eq!(s(server, "user_agent.original"), "e2e-test/1");
     assert_eq!(i(server, "http.response.status_code"), 200);
     assert_eq!(i(server, "http.status_code"), 200);
     assert_eq!(server.status_code, STATUS_UNSET);
-    assert_eq!(s(client, "service.name"), "PRODUCTS_SERVICE");
-    assert_eq!(s(client, "http.route"), "/api/products");
-    assert_eq!(s(client, "url.full"), "http://shop.local/products");
-    assert_eq!(s(client, "http.url"), "http://shop.local/products");
-    assert_eq!(s(client, "server.address"), "127.0.0.1");
+    for (key, want) in [
+        ("service.name", "PRODUCTS_SERVICE"),
+        ("http.route", "/api/products"),
+        ("url.full", "http://shop.local/products"),
+        ("http.url", "http://shop.local/products"),
+        ("server.address", "127.0.0.1"),
+    ] {
+        assert_eq!(s(client, key), want, "CLIENT {key}");
+    }
     assert_eq!(i(client, "server.port"), 18082);
     assert_eq!(i(client, "http.response.status_code"), 200);
     assert_eq!(client.status_code, STATUS_UNSET);
@@ -218,47 +252,37 @@ fn gateway_traces_every_request_in_real_envoy() {
     assert_eq!(events, ["call.start", "call.complete"]);
 
     // --- POST /api/auth/login ------------------------------------------------------------------
-    let r = send(
-        GATEWAY,
+    let t = traced(
+        &collector,
+        &up.auth,
         "POST",
         "/api/auth/login",
         &[],
         r#"{"user":"demo"}"#,
     );
-    assert_eq!(r.status, 200);
-    let req = only_request(&up.auth, 0);
+    assert_eq!(t.status, 200);
     assert_eq!(
-        (req.method.as_str(), req.path.as_str()),
+        (t.req.method.as_str(), t.req.path.as_str()),
         ("POST", "/auth/login")
     );
-    let (trace, client_id) = one_traceparent(&req);
-    let spans = trace_spans(&collector, &trace, 2);
-    let (_, client) = assert_pair(
-        &spans,
-        "POST /api/auth/login",
-        "AUTH_SERVICE POST /auth/login",
-        &client_id,
-    );
+    let (_, client) = assert_pair(&t, "POST /api/auth/login", "AUTH_SERVICE POST /auth/login");
     assert_eq!(s(client, "http.request.method"), "POST");
 
     // --- POST /api/cart/c-42/add: the Durable Object target --------------------------------------
-    let r = send(
-        GATEWAY,
+    let t = traced(
+        &collector,
+        &up.cart,
         "POST",
         "/api/cart/c-42/add",
         &[],
         r#"{"productId":"p-1"}"#,
     );
-    assert_eq!(r.status, 200);
-    let req = only_request(&up.cart, 0);
-    assert_eq!(req.path, "/cart/add?cartId=c-42");
-    let (trace, client_id) = one_traceparent(&req);
-    let spans = trace_spans(&collector, &trace, 2);
+    assert_eq!(t.status, 200);
+    assert_eq!(t.req.path, "/cart/add?cartId=c-42");
     let (server, client) = assert_pair(
-        &spans,
+        &t,
         "POST /api/cart/:cartId/add",
         "CartDurableObject POST /cart/add",
-        &client_id,
     );
     assert_eq!(s(server, "http.route"), "/api/cart/:cartId/add");
     assert_eq!(
@@ -273,36 +297,34 @@ fn gateway_traces_every_request_in_real_envoy() {
     let incoming_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let tp = format!("00-{incoming_trace}-00f067aa0ba902b7-01");
     let ts = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE";
-    let r = send(
-        GATEWAY,
+    let headers: &[(&str, &[u8])] = &[
+        ("traceparent", tp.as_bytes()),
+        ("tracestate", ts.as_bytes()),
+    ];
+    let t = traced(
+        &collector,
+        &up.products,
         "GET",
         "/api/products/p-2",
-        &[
-            ("traceparent", tp.as_bytes()),
-            ("tracestate", ts.as_bytes()),
-        ],
+        headers,
         "",
     );
-    assert_eq!(r.status, 200);
-    let req = only_request(&up.products, 1);
-    assert_eq!(req.path, "/products/p-2");
-    let (trace, client_id) = one_traceparent(&req);
-    assert_eq!(trace, incoming_trace, "same trace id upstream");
+    assert_eq!(t.status, 200);
+    assert_eq!(t.req.path, "/products/p-2");
+    assert_eq!(t.trace, incoming_trace, "same trace id upstream");
     assert_ne!(
-        client_id, "00f067aa0ba902b7",
+        t.client_id, "00f067aa0ba902b7",
         "upstream sees our CLIENT span, not the caller's"
     );
     assert_eq!(
-        req.header_values("tracestate"),
+        t.req.header_values("tracestate"),
         [ts],
         "tracestate carried unchanged"
     );
-    let spans = trace_spans(&collector, incoming_trace, 2);
     let (server, client) = assert_pair(
-        &spans,
+        &t,
         "GET /api/products/:id",
         "PRODUCTS_SERVICE GET /products/:id",
-        &client_id,
     );
     assert_eq!(
         server.parent_span_id, "00f067aa0ba902b7",
@@ -313,92 +335,74 @@ fn gateway_traces_every_request_in_real_envoy() {
 
     // --- a malformed traceparent restarts the trace and drops tracestate -----------------------
     let bad = "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
-    let r = send(
-        GATEWAY,
+    let headers: &[(&str, &[u8])] = &[("traceparent", bad.as_bytes()), ("tracestate", b"rojo=1")];
+    let t = traced(
+        &collector,
+        &up.products,
         "GET",
         "/api/products",
-        &[("traceparent", bad.as_bytes()), ("tracestate", b"rojo=1")],
+        headers,
         "",
     );
-    assert_eq!(r.status, 200);
-    let req = only_request(&up.products, 2);
-    let (trace, client_id) = one_traceparent(&req);
-    assert_ne!(trace, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(t.status, 200);
+    assert_ne!(t.trace, incoming_trace);
     assert!(
-        req.header_values("tracestate").is_empty(),
+        t.req.header_values("tracestate").is_empty(),
         "tracestate of an invalid traceparent is dropped"
     );
-    let spans = trace_spans(&collector, &trace, 2);
-    let (server, _) = assert_pair(
-        &spans,
-        "GET /api/products",
-        "PRODUCTS_SERVICE GET /products",
-        &client_id,
-    );
+    let (server, _) = assert_pair(&t, "GET /api/products", "PRODUCTS_SERVICE GET /products");
     assert_eq!(server.parent_span_id, "");
 
     // --- two traceparent headers: invalid, restart, and exactly one goes upstream --------------
-    let r = send(
-        GATEWAY,
+    let headers: &[(&str, &[u8])] = &[
+        ("traceparent", tp.as_bytes()),
+        ("traceparent", tp.as_bytes()),
+    ];
+    let t = traced(
+        &collector,
+        &up.products,
         "GET",
         "/api/products",
-        &[
-            ("traceparent", tp.as_bytes()),
-            ("traceparent", tp.as_bytes()),
-        ],
+        headers,
         "",
     );
-    assert_eq!(r.status, 200);
-    let req = only_request(&up.products, 3);
-    let (trace, _) = one_traceparent(&req);
+    assert_eq!(t.status, 200);
     assert_ne!(
-        trace, incoming_trace,
+        t.trace, incoming_trace,
         "duplicated traceparent restarts the trace"
     );
+    let (server, _) = assert_pair(&t, "GET /api/products", "PRODUCTS_SERVICE GET /products");
+    assert_eq!(server.parent_span_id, "");
 
     // --- hostile header bytes never fail the request ---------------------------------------------
     // (NUL, CR and LF are refused by Envoy's HTTP codec before any filter runs.)
-    let hostile: &[u8] = b"00-\xff\xfegarbage-\x80-01";
-    let r = send(
-        GATEWAY,
+    let headers: &[(&str, &[u8])] = &[
+        ("traceparent", b"00-\xff\xfegarbage-\x80-01"),
+        ("tracestate", b"\xff=\xff"),
+    ];
+    let t = traced(
+        &collector,
+        &up.products,
         "GET",
         "/api/products",
-        &[("traceparent", hostile), ("tracestate", b"\xff=\xff")],
+        headers,
         "",
     );
-    assert_eq!(
-        r.status, 200,
-        "hostile traceparent must not cause an error: {}",
-        r.body
-    );
-    let req = only_request(&up.products, 4);
-    let (trace, client_id) = one_traceparent(&req);
-    let spans = trace_spans(&collector, &trace, 2);
-    assert_pair(
-        &spans,
-        "GET /api/products",
-        "PRODUCTS_SERVICE GET /products",
-        &client_id,
-    );
+    assert_eq!(t.status, 200, "hostile traceparent must not cause an error");
+    assert!(t.req.header_values("tracestate").is_empty());
+    assert_pair(&t, "GET /api/products", "PRODUCTS_SERVICE GET /products");
 
     // --- upstream answers 5xx: both spans ERROR --------------------------------------------------
-    let r = send(
-        GATEWAY,
+    let t = traced(
+        &collector,
+        &up.orders,
         "POST",
         "/api/orders",
         &[("x-stub-status", b"500")],
         "{}",
     );
-    assert_eq!(r.status, 500);
-    let req = only_request(&up.orders, 0);
-    let (trace, client_id) = one_traceparent(&req);
-    let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(
-        &spans,
-        "POST /api/orders",
-        "ORDER_SERVICE POST /orders",
-        &client_id,
-    );
+    assert_eq!(t.status, 500);
+    let (server, client) = assert_pair(&t, "POST /api/orders", "ORDER_SERVICE POST /orders");
     assert_eq!(
         (server.status_code, client.status_code),
         (STATUS_ERROR, STATUS_ERROR)
@@ -409,23 +413,16 @@ fn gateway_traces_every_request_in_real_envoy() {
     assert!(client.events.iter().any(|e| e.name == "exception"));
 
     // --- upstream answers 4xx: CLIENT ERROR, SERVER not -------------------------------------------
-    let r = send(
-        GATEWAY,
+    let t = traced(
+        &collector,
+        &up.orders,
         "POST",
         "/api/orders",
         &[("x-stub-status", b"404")],
         "{}",
     );
-    assert_eq!(r.status, 404);
-    let req = only_request(&up.orders, 1);
-    let (trace, client_id) = one_traceparent(&req);
-    let spans = trace_spans(&collector, &trace, 2);
-    let (server, client) = assert_pair(
-        &spans,
-        "POST /api/orders",
-        "ORDER_SERVICE POST /orders",
-        &client_id,
-    );
+    assert_eq!(t.status, 404);
+    let (server, client) = assert_pair(&t, "POST /api/orders", "ORDER_SERVICE POST /orders");
     assert_eq!(
         server.status_code, STATUS_UNSET,
         "a 4xx is not the server's error"
