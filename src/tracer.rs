@@ -37,6 +37,9 @@ pub struct ActiveRequest {
     /// The CLIENT span (gateway or outbound sidecar with an upstream cluster).
     pub client: Option<ClientCall>,
     pub start_ns: u64,
+    /// When the last byte of the response passed this filter on its way back (see
+    /// [`ActiveRequest::response_complete`]); ends the CLIENT span. `None` until then.
+    pub response_end_ns: Option<u64>,
     method: Method,
     path: String,
     route: Option<usize>,
@@ -162,6 +165,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         server_span_id,
         client,
         start_ns,
+        response_end_ns: None,
         method: Method::parse(raw_method),
         path,
         route,
@@ -210,6 +214,14 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         );
     }
     req
+}
+
+impl ActiveRequest {
+    /// The response's end of stream reached this filter: the upstream call is over. The CLIENT
+    /// span ends here; the SERVER span ends when Envoy has finished the whole stream (log).
+    pub fn response_complete(&mut self, now_ns: u64) {
+        self.response_end_ns.get_or_insert(now_ns);
+    }
 }
 
 impl ClusterTarget {
@@ -436,14 +448,11 @@ fn client_span(
         Some(t) => format!("{label} {} {}", req.method.for_name(), t.as_str()),
         None => format!("{label} {}", req.method.for_name()),
     };
-    let mut span = base_span(
-        req,
-        call.span_id,
-        parent,
-        name,
-        SpanKind::Client,
-        done.end_ns,
-    );
+    // Never later than the SERVER span's end, so the CLIENT span nests inside it.
+    let end_ns = req
+        .response_end_ns
+        .map_or(done.end_ns, |t| t.min(done.end_ns));
+    let mut span = base_span(req, call.span_id, parent, name, SpanKind::Client, end_ns);
     span.flags |= if req.server_span_id.is_none() && parent.is_some() {
         0x200
     } else {
@@ -739,6 +748,43 @@ mod tests {
     }
 
     // ---------------------------------------------------------------------- gateway basics --
+
+    #[test]
+    fn client_span_ends_when_the_response_completed_server_span_at_log() {
+        let cfg = config(GATEWAY);
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        let stats = MockStats::new();
+        let mut req = start(&cfg, &mut host, &stats);
+        let upstream_done = START + 40;
+        req.response_complete(upstream_done);
+        req.response_complete(upstream_done + 5); // a later signal does not move it
+        let spans = finish(&cfg, &req, &answered(200));
+        let server = one_of_kind(&spans, SpanKind::Server).unwrap();
+        let client = one_of_kind(&spans, SpanKind::Client).unwrap();
+        assert_eq!(
+            client.end_time_unix_nano, upstream_done,
+            "CLIENT ends with the upstream response"
+        );
+        assert_eq!(server.end_time_unix_nano, END, "SERVER ends at log");
+        let complete = client
+            .events
+            .iter()
+            .find(|e| e.name == sc::EVENT_CALL_COMPLETE)
+            .unwrap();
+        assert_eq!(complete.time_unix_nano, upstream_done);
+
+        // A completion signal after log time cannot push the CLIENT span past its parent.
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        let mut req = start(&cfg, &mut host, &stats);
+        req.response_complete(END + 1_000);
+        let spans = finish(&cfg, &req, &answered(200));
+        assert_eq!(
+            one_of_kind(&spans, SpanKind::Client)
+                .unwrap()
+                .end_time_unix_nano,
+            END
+        );
+    }
 
     #[test]
     fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {

@@ -1,7 +1,7 @@
 //! The HTTP context: one per request. Starts the trace at request headers (while headers can
 //! still be changed) and finishes it in `on_log`, when Envoy's response details are complete.
 
-use super::proxy_host::{ProxyExport, ProxyHost};
+use super::proxy_host::{now_nanos, ProxyExport, ProxyHost};
 use super::root::Shared;
 use crate::tracer::{self, ActiveRequest, Completion};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -22,6 +22,14 @@ impl Http {
     }
 }
 
+impl Http {
+    fn response_complete(&mut self) {
+        if let Some(req) = self.active.as_mut().filter(|r| r.client.is_some()) {
+            req.response_complete(now_nanos());
+        }
+    }
+}
+
 impl Context for Http {}
 
 impl HttpContext for Http {
@@ -29,6 +37,25 @@ impl HttpContext for Http {
         if let Some(shared) = &self.shared {
             self.active = Some(tracer::start(&shared.config, &mut ProxyHost, &shared.stats));
         }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.response_complete();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+        if end_of_stream {
+            self.response_complete();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.response_complete();
         Action::Continue
     }
 
