@@ -32,12 +32,11 @@ pub trait Stats {
     fn add(&self, counter: Counter, n: u64);
 }
 
-/// One OTLP/HTTP request, ready for the wire.
-#[derive(Debug)]
+/// One OTLP/HTTP request, ready for the wire. Deliberately not `Debug`: header values may be
+/// secrets.
 pub struct ExportRequest<'a> {
     pub cluster: &'a str,
-    /// Pseudo-headers included (`:method`, `:path`, `:authority`). Values may be secrets:
-    /// this type's `Debug` output must never be logged.
+    /// Pseudo-headers included (`:method`, `:path`, `:authority`); values may be secrets.
     pub headers: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
     pub timeout: Duration,

@@ -115,9 +115,16 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn find(&self, path: &str) -> Option<(&Route, Params)> {
+        self.find_index(path)
+            .and_then(|(i, p)| self.routes.get(i).map(|r| (r, p)))
+    }
+
+    /// Like [`find`](Self::find), with the route's position in the table.
+    pub fn find_index(&self, path: &str) -> Option<(usize, Params)> {
         self.routes
             .iter()
-            .find_map(|r| r.template.matches(path).map(|p| (r, p)))
+            .enumerate()
+            .find_map(|(i, r)| r.template.matches(path).map(|p| (i, p)))
     }
 
     /// The template that names what the upstream receives: the route's `upstream_template`,

@@ -127,12 +127,8 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let raw_method = header(&headers, ":method").unwrap_or("GET");
     let full_path = header(&headers, ":path").unwrap_or("/");
     let path = strip_query(full_path).to_string();
-    let found = config.routes.find(&path);
-    let (route, params) = match found {
-        Some((r, p)) => (
-            config.routes.routes.iter().position(|x| std::ptr::eq(x, r)),
-            p,
-        ),
+    let (route, params) = match config.routes.find_index(&path) {
+        Some((i, p)) => (Some(i), p),
         None => (None, Params::new()),
     };
 
