@@ -24,6 +24,8 @@ pub struct Exporter {
     queue: VecDeque<Span>,
     in_flight: HashMap<u32, usize>,
     fast_flush_armed: bool,
+    /// Set once the plugin is stopping: every response then sends more of what is queued.
+    draining: bool,
     last_failure_log_ns: Option<u64>,
     suppressed_failures: u64,
 }
@@ -36,6 +38,7 @@ impl Exporter {
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
             fast_flush_armed: false,
+            draining: false,
             last_failure_log_ns: None,
             suppressed_failures: 0,
         }
@@ -126,6 +129,20 @@ impl Exporter {
         }
     }
 
+    /// The plugin is stopping (config update, VM shutdown): send everything queued without
+    /// waiting for the timer. Returns true when nothing is left to send or await; otherwise
+    /// the remaining spans go out as responses free up in-flight slots.
+    pub fn drain(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) -> bool {
+        self.draining = true;
+        self.flush(host, stats, now_ns);
+        self.is_drained()
+    }
+
+    /// Nothing queued and nothing in flight.
+    pub fn is_drained(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_empty()
+    }
+
     /// The collector answered (`status` is the HTTP status, `None` for timeout / reset).
     pub fn on_response(
         &mut self,
@@ -158,8 +175,8 @@ impl Exporter {
                 );
             }
         }
-        // A slot freed up: send what waited for it.
-        if self.queue.len() >= self.config.max_export_batch_size {
+        // A slot freed up: send what waited for it (everything, when draining).
+        if self.draining || self.queue.len() >= self.config.max_export_batch_size {
             self.flush(host, stats, now_ns);
         }
     }
@@ -309,6 +326,32 @@ mod tests {
         assert_eq!(stats.get(Counter::ExportRequestsOk), 1);
         assert_eq!(stats.get(Counter::ExportRequestsFailed), 1);
         assert_eq!(e.in_flight(), 0);
+    }
+
+    #[test]
+    fn drain_sends_everything_and_reports_when_done() {
+        let host = MockExportHost::default();
+        let stats = MockStats::default();
+        let mut e = exporter(r#","max_export_batch_size":1"#);
+        assert!(
+            e.drain(&host, &stats, 0),
+            "an empty exporter is drained at once"
+        );
+        e.push(spans(MAX_IN_FLIGHT + 1), &host, &stats);
+        assert!(!e.drain(&host, &stats, 0), "requests in flight");
+        assert_eq!(host.sent.borrow().len(), MAX_IN_FLIGHT);
+        e.on_response(1, Some(200), &host, &stats, 0);
+        assert_eq!(
+            host.sent.borrow().len(),
+            MAX_IN_FLIGHT + 1,
+            "the rest goes out as slots free up"
+        );
+        for token in 2..=(MAX_IN_FLIGHT as u32 + 1) {
+            assert!(!e.is_drained());
+            e.on_response(token, Some(200), &host, &stats, 0);
+        }
+        assert!(e.is_drained());
+        assert_eq!(stats.get(Counter::SpansExported), MAX_IN_FLIGHT as u64 + 1);
     }
 
     #[test]

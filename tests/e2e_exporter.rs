@@ -1,7 +1,8 @@
 //! End-to-end: the exporter and the configuration in the real Envoy. A full batch is sent
 //! without waiting for the timer; exporter headers carry secrets from the environment that
 //! never reach Envoy's log or stats; failed exports are counted; an invalid configuration is
-//! refused at load with one line naming the field and value.
+//! refused at load with one line naming the field and value; queued spans are sent, not lost,
+//! when a configuration update replaces the plugin.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -11,8 +12,11 @@
 
 mod common;
 
-use common::{gateway_config_with, ports_lock, send, try_start_envoy};
+use common::{
+    gateway_as_lds, gateway_config_with, ports_lock, repo_root, send, try_start_envoy, write_lds,
+};
 use mesh::collector::Collector;
+use mesh::envoy::{Envoy, EnvoyOpts};
 use mesh::stub::Stub;
 use std::time::{Duration, Instant};
 
@@ -190,4 +194,84 @@ fn invalid_configuration_is_refused_at_load_naming_field_and_value() {
         vec![],
         r#"invalid gateway-tracing configuration: exporter.headers.x-honeycomb-team = "<redacted>": environment variable HONEYCOMB_API_KEY is not set"#,
     );
+}
+
+#[test]
+fn queued_spans_are_sent_when_a_config_update_replaces_the_plugin() {
+    let _lock = ports_lock();
+    let collector = Collector::start("127.0.0.1:4318").unwrap();
+    let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
+    let dir = std::env::temp_dir().join(format!("gateway-tracing-lds-{}", std::process::id()));
+    // A 60 s timer: the spans below stay queued unless the stopping plugin drains them.
+    let slow = [(
+        r#""flush_interval_ms": 500,"#,
+        r#""flush_interval_ms": 60000,"#,
+    )];
+    let (bootstrap, v1) = gateway_as_lds(&dir, &slow);
+    write_lds(&dir, &v1);
+    let envoy = Envoy::start(
+        &bootstrap,
+        EnvoyOpts {
+            concurrency: 1,
+            component_log_level: Some("wasm:debug".into()),
+            cwd: Some(repo_root()),
+            // Let the old listener go quickly once its connections are gone.
+            extra_args: vec![
+                "--drain-time-s".into(),
+                "1".into(),
+                "--drain-strategy".into(),
+                "immediate".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+
+    for _ in 0..2 {
+        assert_eq!(
+            send(GATEWAY, "POST", "/api/auth/login", &[], "{}").status,
+            200
+        );
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        collector.spans().is_empty(),
+        "nothing is sent before the timer or a full batch"
+    );
+
+    // A new plugin configuration (another service name) replaces the listener's filter.
+    let v2 = v1.replacen(
+        "${SERVICE_NAME:-ecomm-ms-gateway}",
+        "${SERVICE_NAME:-ecomm-ms-gateway-v2}",
+        1,
+    );
+    assert_ne!(v1, v2);
+    write_lds(&dir, &v2);
+    let spans = collector
+        .wait_for(Duration::from_secs(10), |s| s.len() >= 4)
+        .unwrap_or_else(|s| {
+            panic!(
+                "queued spans lost on config update: got {}\n{}",
+                s.len(),
+                envoy.log_tail()
+            )
+        });
+    assert_eq!(spans.len(), 4);
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.service() == Some("ecomm-ms-gateway")),
+        "sent by the old plugin"
+    );
+    assert_eq!(
+        envoy.stat("listener_manager.lds.update_success").unwrap(),
+        Some(2)
+    );
+
+    // The new configuration is live.
+    assert_eq!(
+        send(GATEWAY, "POST", "/api/auth/login", &[], "{}").status,
+        200
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -21,11 +21,16 @@ pub struct Shared {
 
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    /// `on_done` returned false: call `proxy_done` once the exporter has drained.
+    draining: bool,
 }
 
 impl Root {
     pub fn new(_context_id: u32) -> Root {
-        Root { shared: None }
+        Root {
+            shared: None,
+            draining: false,
+        }
     }
 }
 
@@ -55,7 +60,33 @@ impl Context for Root {
             .and_then(|s| s.parse::<u16>().ok());
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
             exporter.on_response(token_id, status, &ProxyExport, &shared.stats, now_nanos());
+            if self.draining && exporter.is_drained() {
+                self.draining = false;
+                if let Err(s) = hostcalls::done() {
+                    log::debug!("proxy_done failed: {s:?}");
+                }
+            }
         }
+    }
+
+    /// The plugin is being stopped (configuration update or shutdown): send the queued spans
+    /// now instead of losing them with the timer, and keep the context until they are sent.
+    fn on_done(&mut self) -> bool {
+        let Some(shared) = &self.shared else {
+            return true;
+        };
+        let Ok(mut exporter) = shared.exporter.try_borrow_mut() else {
+            return true;
+        };
+        let drained = exporter.drain(&ProxyExport, &shared.stats, now_nanos());
+        if !drained {
+            log::debug!(
+                "stopping: waiting for {} export request(s)",
+                exporter.in_flight()
+            );
+            self.draining = true;
+        }
+        drained
     }
 }
 

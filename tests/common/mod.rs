@@ -147,3 +147,48 @@ pub fn split_traceparent(tp: &str) -> (String, String) {
     assert_eq!(parts[0], "00", "we always send version 00: {tp}");
     (parts[1].to_string(), parts[2].to_string())
 }
+
+/// `envoy/gateway.yaml` split for dynamic listeners: a bootstrap whose listener comes from
+/// the LDS file `dir/lds.yaml`, and the LDS content for the gateway listener with `edits`
+/// applied. Returns (bootstrap path, LDS content).
+pub fn gateway_as_lds(dir: &Path, edits: &[(&str, &str)]) -> (PathBuf, String) {
+    let yaml = std::fs::read_to_string(repo_root().join("envoy/gateway.yaml")).unwrap();
+    let listener_at = yaml.find("  - name: gateway\n").expect("gateway listener");
+    let clusters_at = yaml.find("  clusters:\n").expect("clusters");
+    let admin_at = yaml.find("admin:").expect("admin");
+    let static_at = yaml.find("static_resources:").expect("static_resources");
+    let mut lds = String::from("resources:\n");
+    for (i, line) in yaml[listener_at..clusters_at].lines().enumerate() {
+        let line = line.strip_prefix("  ").unwrap_or(line);
+        if i == 0 {
+            lds.push_str("- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener\n  name: gateway\n");
+        } else {
+            lds.push_str(line);
+            lds.push('\n');
+        }
+    }
+    for (from, to) in edits {
+        assert!(
+            lds.contains(from),
+            "gateway listener no longer contains {from:?}"
+        );
+        lds = lds.replacen(from, to, 1);
+    }
+    let boot = format!(
+        "node: {{ id: e2e, cluster: e2e }}\n{}dynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source: {{ path: {} }}\nstatic_resources:\n{}",
+        &yaml[admin_at..static_at],
+        dir.join("lds.yaml").display(),
+        &yaml[clusters_at..]
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let boot_path = dir.join("bootstrap.yaml");
+    std::fs::write(&boot_path, boot).unwrap();
+    (boot_path, lds)
+}
+
+/// Replaces the LDS file atomically (Envoy watches for the move).
+pub fn write_lds(dir: &Path, content: &str) {
+    let tmp = dir.join("lds.yaml.tmp");
+    std::fs::write(&tmp, content).unwrap();
+    std::fs::rename(&tmp, dir.join("lds.yaml")).unwrap();
+}
