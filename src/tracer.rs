@@ -291,12 +291,14 @@ pub fn finish(config: &Config, req: &ActiveRequest, done: &Completion) -> Vec<Sp
     if let Some(call) = &req.client {
         // A CLIENT span only for a call that was attempted: the upstream answered, or it was
         // tried and failed. A request stopped before the router (say, by another filter) has none.
-        let attempted = done.responded()
-            || status::upstream_failed(done.flags)
-            || done.upstream_address.is_some();
+        let responded = done.responded();
+        let attempted =
+            responded || status::upstream_failed(done.flags) || done.upstream_address.is_some();
         if attempted {
             let parent = req.server_span_id.or(req.parent_span_id);
-            spans.push(client_span(config, req, done, call, parent, route));
+            spans.push(client_span(
+                config, req, done, responded, call, parent, route,
+            ));
         }
     }
     spans
@@ -433,6 +435,7 @@ fn client_span(
     config: &Config,
     req: &ActiveRequest,
     done: &Completion,
+    responded: bool,
     call: &ClientCall,
     parent: Option<SpanId>,
     route: Option<&crate::route::Route>,
@@ -454,7 +457,6 @@ fn client_span(
     } else {
         0
     };
-    let responded = done.responded();
     let outcome = status::client_outcome(done.status, responded, done.flags, &done.code_details);
     let a = &mut span.attributes;
     a.push(kv_str(sc::SPAN_KIND, sc::SPAN_KIND_CLIENT));

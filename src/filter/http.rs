@@ -63,6 +63,10 @@ impl HttpContext for Http {
         let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
             return;
         };
+        // An unsampled request produces no spans: skip reading Envoy's log-phase attributes.
+        if !req.recorded {
+            return;
+        }
         let done = Completion::read(&ProxyHost);
         let spans = tracer::finish(&shared.config, &req, &done);
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
