@@ -1,32 +1,26 @@
-//! gateway-tracing: distributed tracing for Envoy as a proxy-wasm HTTP filter.
-//!
-//! The core (everything but [`filter`]) is plain Rust that talks to Envoy only through the
-//! traits in [`host`], so it is unit-tested on the host. `filter` is the proxy-wasm glue,
-//! compiled for `wasm32` only.
-// Tests may unwrap; library code may not (see [lints.clippy] in Cargo.toml).
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
-)]
+//! `gateway_tracing.wasm`: the proxy-wasm glue over [`gateway_tracing_core`]. It owns the
+//! root context ([`root`]: configuration, stats, export timer, export responses), the HTTP
+//! context ([`http`]: one per request) and [`proxy_host`], the core's host traits
+//! implemented over proxy-wasm host calls. This is the only crate that names `proxy_wasm`;
+//! everything it decides is decided in the core.
 
-pub mod config;
-pub mod exporter;
-pub mod host;
-pub mod ids;
-pub mod metrics;
-pub mod otlp;
-pub mod propagation;
-pub mod route;
-pub mod semconv;
-pub mod status;
-#[cfg(test)]
-pub mod testing;
-pub mod tracer;
+mod http;
+mod proxy_host;
+mod root;
 
-#[cfg(any(target_arch = "wasm32", gateway_tracing_lint_filter))]
-pub mod filter;
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    // The core logs through the `log` crate; Envoy's own `wasm` log level filters what shows.
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    // A panic aborts the VM (panic = "abort"); say where at critical level first, so the
+    // cause is in Envoy's log and not only "wasm trap: unreachable".
+    std::panic::set_hook(Box::new(|info| {
+        let _ = proxy_wasm::hostcalls::log(
+            LogLevel::Critical,
+            &format!("gateway-tracing panicked (the VM aborts): {info}"),
+        );
+    }));
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> { Box::new(root::Root::new(context_id)) });
+}}

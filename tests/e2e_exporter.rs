@@ -3,21 +3,14 @@
 //! never reach Envoy's log or stats; failed exports are counted; an invalid configuration is
 //! refused at load with one line naming the field and value; queued spans are sent, not lost,
 //! when a configuration update replaces the plugin.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 mod common;
 
 use common::{
     gateway_as_lds, gateway_config_with, ports_lock, repo_root, send, try_start_envoy, write_lds,
 };
-use mesh::collector::Collector;
-use mesh::envoy::{Envoy, EnvoyOpts};
-use mesh::stub::Stub;
+use demo::collector::Collector;
+use demo::envoy::{Envoy, EnvoyOpts};
+use support::Stub;
 use std::time::{Duration, Instant};
 
 const GATEWAY: &str = "127.0.0.1:10000";

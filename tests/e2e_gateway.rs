@@ -2,18 +2,11 @@
 //! loopback stub upstreams on the config's ports, and an OTLP/HTTP collector that decodes the
 //! protobuf Envoy sends. Every assertion is on what the collector received and what the stubs
 //! received.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 mod common;
 
 use common::{ports_lock, repo_root, send, split_traceparent, start_envoy};
-use mesh::collector::{Collector, RecordedSpan};
-use mesh::stub::{Stub, StubRequest};
+use demo::collector::{Collector, RecordedSpan};
+use support::{Stub, StubRequest};
 use std::time::Duration;
 
 const GATEWAY: &str = "127.0.0.1:10000";

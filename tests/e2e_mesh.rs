@@ -2,18 +2,11 @@
 //! both run gateway_tracing.wasm; the shop services are real HTTP servers; the flow of
 //! `make run` (login, list products, add to cart, place order) must produce the seed's span
 //! hierarchy, across the two proxies, under one trace id per request.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 mod common;
 
 use common::ports_lock;
-use mesh::collector::RecordedSpan;
-use mesh::demo::{Mesh, FLOW};
+use demo::collector::RecordedSpan;
+use demo::mesh::{Mesh, FLOW};
 use std::time::Duration;
 
 const SERVER: i32 = 2;
@@ -49,7 +42,7 @@ fn shop_flow_produces_the_seed_hierarchy_across_gateway_and_sidecar() {
             step.method,
             step.path,
             r.problems,
-            mesh::tree::render(&r.spans)
+            demo::tree::render(&r.spans)
         );
         results.push(r);
     }
@@ -148,7 +141,7 @@ fn shop_flow_produces_the_seed_hierarchy_across_gateway_and_sidecar() {
         .all(|s| s.status_code == 0));
 
     // Both proxies counted what they exported.
-    let stat = |e: &mesh::Envoy| {
+    let stat = |e: &demo::Envoy| {
         e.stat("wasmcustom.gateway_tracing.spans_exported")
             .unwrap()
             .unwrap_or(0)

@@ -1,13 +1,6 @@
 //! Every Envoy configuration shipped in `envoy/` passes `envoy --mode validate` (the real
 //! Envoy, with the built wasm). Configs written for containers reference the wasm at a
 //! container path; they are validated with that path pointed at the local build.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 mod common;
 
 use common::{repo_root, wasm_path};
@@ -64,7 +57,7 @@ fn every_envoy_config_in_envoy_dir_validates() {
             std::fs::write(&p, rewritten).unwrap();
             p
         };
-        if let Err(e) = mesh::envoy::validate(&to_validate) {
+        if let Err(e) = demo::envoy::validate(&to_validate) {
             failures.push(format!("{}: {e}", config.display()));
         }
     }

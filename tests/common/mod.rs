@@ -2,15 +2,8 @@
 //! repository root (so the configs' relative wasm path resolves), raw HTTP/1.1 requests (so
 //! tests can send duplicate and non-UTF-8 headers), and a lock so tests that bind the
 //! configs' fixed loopback ports never overlap.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
-use mesh::envoy::{Envoy, EnvoyOpts};
+#![allow(dead_code)]
+use demo::envoy::{Envoy, EnvoyOpts};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

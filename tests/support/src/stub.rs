@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tiny_http::Request;
 
-use crate::http::{self, ServerHandle};
+use demo::http::{self, ServerHandle};
 
 /// One request the stub received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,8 +2,8 @@
 //! always in their `Result`-returning form: a failed host call degrades tracing, never the
 //! request.
 
-use crate::host::{ExportHost, ExportRequest, Host, HostError, Stats};
-use crate::metrics::Counter;
+use gateway_tracing_core::host::{ExportHost, ExportRequest, Host, HostError, Stats};
+use gateway_tracing_core::metrics::Counter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType};
 use std::cell::Cell;

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::str::FromStr;
 
-use mesh::shop::{serve, Service, ServiceHandle, DEFAULT_OUTBOUND};
+use demo::shop::{serve, Service, ServiceHandle, DEFAULT_OUTBOUND};
 
 const USAGE: &str =
     "usage: shop <auth|products|cart|orders|fulfillment|all> [--listen ADDR] [--outbound URL]";

@@ -102,7 +102,7 @@ pub struct Mesh {
 pub fn repo_root() -> Result<PathBuf, String> {
     let candidates = [
         std::env::current_dir().ok(),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")),
     ];
     candidates
         .into_iter()

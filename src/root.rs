@@ -2,10 +2,10 @@
 //! log line naming the field), defines stats, owns the exporter, runs the flush timer and
 //! receives export responses.
 
-use super::http::Http;
-use super::proxy_host::{now_nanos, ProxyExport, ProxyStats};
-use crate::config::{self, Config};
-use crate::exporter::Exporter;
+use crate::http::Http;
+use crate::proxy_host::{now_nanos, ProxyExport, ProxyStats};
+use gateway_tracing_core::config::{self, Config};
+use gateway_tracing_core::exporter::Exporter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};

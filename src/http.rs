@@ -1,9 +1,9 @@
 //! The HTTP context: one per request. Starts the trace at request headers (while headers can
 //! still be changed) and finishes it in `on_log`, when Envoy's response details are complete.
 
-use super::proxy_host::{now_nanos, ProxyExport, ProxyHost};
-use super::root::Shared;
-use crate::tracer::{self, ActiveRequest, Completion};
+use crate::proxy_host::{now_nanos, ProxyExport, ProxyHost};
+use crate::root::Shared;
+use gateway_tracing_core::tracer::{self, ActiveRequest, Completion};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;

@@ -552,13 +552,6 @@ fn client_span(
 
 #[cfg(test)]
 mod tests {
-    #![allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )]
-
     use super::*;
     use crate::testing::{
         attr, attr_in, attr_str, config, event, event_names, hex, MockHost, MockStats, Val,

@@ -2,7 +2,7 @@
 //!
 //! Usage: `otel-collector [--listen 127.0.0.1:4318] [--jsonl FILE] [--quiet-after SECS]`
 //!
-//! Runs [`mesh::Collector`] and prints each trace as a tree once no new span
+//! Runs [`demo::Collector`] and prints each trace as a tree once no new span
 //! has arrived for it for `--quiet-after` seconds (default 1.5). A trace that
 //! later receives more spans is printed again. `GET /traces` returns all
 //! spans as JSON, `GET /healthz` answers 200.
@@ -12,7 +12,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use mesh::{tree, Collector};
+use demo::{tree, Collector};
 
 struct Args {
     listen: String,

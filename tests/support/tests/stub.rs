@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mesh::stub::Stub;
+use support::Stub;
 
 type R = Result<(), Box<dyn std::error::Error>>;
 

@@ -6,7 +6,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mesh::envoy::{self, wait_for_http_ok, Envoy, EnvoyOpts, ProcessGuard};
+use demo::envoy::{self, wait_for_http_ok, Envoy, EnvoyOpts, ProcessGuard};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -110,7 +110,7 @@ fn otel_collector_binary_prints_trees_and_serves_traces() -> R {
         )
     );
 
-    let spans: Vec<mesh::RecordedSpan> =
+    let spans: Vec<demo::RecordedSpan> =
         serde_json::from_str(&ureq::get(&format!("{base}/traces")).call()?.into_string()?)?;
     assert_eq!(spans.len(), 1);
     Ok(())

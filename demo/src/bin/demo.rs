@@ -6,8 +6,8 @@
 //! Ctrl-C. With `--once` it exits after the flow: status 0 only if every expected trace
 //! arrived complete. Every process is torn down on exit.
 
-use mesh::demo::{Mesh, FLOW};
-use mesh::tree;
+use demo::mesh::{Mesh, FLOW};
+use demo::tree;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ fn run(once: bool) -> i32 {
             eprintln!("warning: cannot handle Ctrl-C: {e}");
         }
     }
-    let root = match mesh::demo::repo_root() {
+    let root = match demo::mesh::repo_root() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("demo: {e}");

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use mesh::shop::{serve, Service, DEFAULT_OUTBOUND};
-use mesh::stub::Stub;
+use demo::shop::{serve, Service, DEFAULT_OUTBOUND};
+use support::Stub;
 use serde_json::Value;
 
 type R = Result<(), Box<dyn std::error::Error>>;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use mesh::{AttrValue, Collector};
+use demo::{AttrValue, Collector};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -257,7 +257,7 @@ fn query_endpoints_and_jsonl() -> R {
         .get(&format!("http://{}/healthz", c.addr()))
         .call()?;
     assert_eq!(health.status(), 200);
-    let all: Vec<mesh::RecordedSpan> = serde_json::from_str(
+    let all: Vec<demo::RecordedSpan> = serde_json::from_str(
         &agent()
             .get(&format!("http://{}/traces", c.addr()))
             .call()?

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tiny_http::{Header, Request, Response, Server};
 
 /// Largest request body any mesh server reads (16 MiB).
-pub(crate) const MAX_BODY: u64 = 16 * 1024 * 1024;
+pub const MAX_BODY: u64 = 16 * 1024 * 1024;
 
 /// Resolves a listen address. `":8080"` / `":0"` mean `127.0.0.1:PORT`.
 pub fn parse_listen_addr(addr: &str) -> io::Result<SocketAddr> {
@@ -31,7 +31,7 @@ pub fn parse_listen_addr(addr: &str) -> io::Result<SocketAddr> {
 
 /// A running `tiny_http` server with a pool of worker threads. Dropping it
 /// stops the workers and closes the listener.
-pub(crate) struct ServerHandle {
+pub struct ServerHandle {
     server: Option<Arc<Server>>,
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -40,7 +40,7 @@ pub(crate) struct ServerHandle {
 
 impl ServerHandle {
     /// Binds `addr` and serves every request with `handler` on `workers` threads.
-    pub(crate) fn spawn<H>(
+    pub fn spawn<H>(
         addr: &str,
         workers: usize,
         thread_name: &str,
@@ -83,7 +83,7 @@ impl ServerHandle {
         })
     }
 
-    pub(crate) fn addr(&self) -> SocketAddr {
+    pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
@@ -110,7 +110,7 @@ impl Drop for ServerHandle {
 }
 
 /// Lower-cased header list of a request, duplicates kept, in arrival order.
-pub(crate) fn headers_of(req: &Request) -> Vec<(String, String)> {
+pub fn headers_of(req: &Request) -> Vec<(String, String)> {
     req.headers()
         .iter()
         .map(|h| {
@@ -123,7 +123,7 @@ pub(crate) fn headers_of(req: &Request) -> Vec<(String, String)> {
 }
 
 /// First value of header `name` (case-insensitive).
-pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -131,7 +131,7 @@ pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<
 }
 
 /// Reads the request body, up to [`MAX_BODY`] bytes.
-pub(crate) fn read_body(req: &mut Request) -> io::Result<Vec<u8>> {
+pub fn read_body(req: &mut Request) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     req.as_reader().take(MAX_BODY).read_to_end(&mut body)?;
     Ok(body)
@@ -143,7 +143,7 @@ fn content_type(value: &str) -> Option<Header> {
 
 /// Answers with `body` and the given status and content type. Errors writing
 /// the response (client went away) are ignored.
-pub(crate) fn respond_bytes(req: Request, status: u16, ctype: &str, body: Vec<u8>) {
+pub fn respond_bytes(req: Request, status: u16, ctype: &str, body: Vec<u8>) {
     let mut resp = Response::from_data(body).with_status_code(status);
     if let Some(h) = content_type(ctype) {
         resp.add_header(h);
@@ -152,7 +152,7 @@ pub(crate) fn respond_bytes(req: Request, status: u16, ctype: &str, body: Vec<u8
 }
 
 /// Answers with a JSON value.
-pub(crate) fn respond_json(req: Request, status: u16, value: &serde_json::Value) {
+pub fn respond_json(req: Request, status: u16, value: &serde_json::Value) {
     respond_bytes(
         req,
         status,
@@ -162,7 +162,7 @@ pub(crate) fn respond_json(req: Request, status: u16, value: &serde_json::Value)
 }
 
 /// Answers with plain text.
-pub(crate) fn respond_text(req: Request, status: u16, text: &str) {
+pub fn respond_text(req: Request, status: u16, text: &str) {
     respond_bytes(req, status, "text/plain", text.as_bytes().to_vec());
 }
 

@@ -3,13 +3,6 @@
 //! for reading the OTLP spans the tracer builds.
 //!
 //! Compiled for tests only (`#[cfg(test)]` in `lib.rs`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
-
 use crate::config::Config;
 use crate::host::{Host, HostError, Stats};
 use crate::metrics::Counter;

@@ -1,0 +1,17 @@
+//! The core of gateway-tracing: plain Rust that talks to Envoy only through the traits in
+//! [`host`], so all of it is unit-tested on the host. The proxy-wasm glue is the
+//! `gateway-tracing` crate at the repository root; nothing here names `proxy_wasm`.
+pub mod config;
+pub mod exporter;
+pub mod host;
+pub mod ids;
+pub mod metrics;
+pub mod otlp;
+pub mod propagation;
+pub mod route;
+pub mod semconv;
+pub mod status;
+#[cfg(test)]
+pub mod testing;
+pub mod tracer;
+
