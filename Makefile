@@ -67,8 +67,10 @@ unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
 
 # End-to-end tests and config validation: real Envoy, built wasm, loopback services.
+# The shipped configs use fixed loopback ports: one e2e run at a time on a machine (flock).
+E2E_LOCK := /tmp/gateway-tracing-e2e.lock
 e2e: envoy build
-	cargo test -p gateway-tracing --test '*' -- --test-threads=1
+	flock $(E2E_LOCK) cargo test -p gateway-tracing --test '*' -- --test-threads=1
 
 # Library and binary code: no unwrap/expect/panic (workspace lints). Test code: those allowed
 # (clippy.toml covers #[test] functions; the second run covers integration-test helpers).
