@@ -10,8 +10,8 @@ use common::{
 };
 use demo::collector::Collector;
 use demo::envoy::{Envoy, EnvoyOpts};
-use support::Stub;
 use std::time::{Duration, Instant};
+use support::Stub;
 
 const GATEWAY: &str = "127.0.0.1:10000";
 const SECRET: &str = "hc-e2e-secret-7f3a91";

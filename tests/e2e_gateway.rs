@@ -6,8 +6,8 @@ mod common;
 
 use common::{ports_lock, repo_root, send, split_traceparent, start_envoy};
 use demo::collector::{Collector, RecordedSpan};
-use support::{Stub, StubRequest};
 use std::time::Duration;
+use support::{Stub, StubRequest};
 
 const GATEWAY: &str = "127.0.0.1:10000";
 const SERVER: i32 = 2;

@@ -190,6 +190,15 @@ pub struct ClusterTarget {
     pub durable_object: Option<DurableObject>,
 }
 
+impl ClusterTarget {
+    /// The name CLIENT spans lead with: the Durable Object class, else the service.
+    pub fn service_label(&self) -> &str {
+        self.durable_object
+            .as_ref()
+            .map_or(&self.service, |d| &d.name)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExporterConfig {
     pub cluster: String,

@@ -14,4 +14,4 @@ pub mod status;
 #[cfg(test)]
 pub mod testing;
 pub mod tracer;
-
+pub mod url;

@@ -152,11 +152,6 @@ pub fn is_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// The path without query string or fragment.
-pub fn strip_query(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or(path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,12 +283,5 @@ mod tests {
             "/products/:id"
         );
         assert!(table.upstream_template(None, Some("/nothing")).is_none());
-    }
-
-    #[test]
-    fn strip_query_rows() {
-        assert_eq!(strip_query("/a/b?x=1"), "/a/b");
-        assert_eq!(strip_query("/a#frag"), "/a");
-        assert_eq!(strip_query("/a"), "/a");
     }
 }

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use demo::shop::{serve, Service, DEFAULT_OUTBOUND};
-use support::Stub;
 use serde_json::Value;
+use support::Stub;
 
 type R = Result<(), Box<dyn std::error::Error>>;
 

@@ -1,0 +1,53 @@
+//! Completion: what Envoy knows at log time (response code, flags, code details, upstream
+//! address, the request's `:path`/`:authority` as routed). The only host reads of the log
+//! phase live here.
+
+use crate::host::{header, property_string, property_u64, Host};
+use crate::status;
+
+/// Envoy's `response.code_details` when the response came from the upstream.
+pub(super) const VIA_UPSTREAM: &str = "via_upstream";
+
+/// What Envoy knows at log time.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub end_ns: u64,
+    /// `response.code`; 0 when no response was sent.
+    pub status: u16,
+    pub flags: u64,
+    pub code_details: String,
+    pub upstream_address: Option<String>,
+    /// `:path` and `:authority` of the request as routed (after Envoy's rewrites).
+    pub upstream_path: Option<String>,
+    pub upstream_authority: Option<String>,
+}
+
+impl Completion {
+    /// Reads the completion from the host in the log phase.
+    pub fn read(host: &dyn Host) -> Completion {
+        let headers = host.request_headers();
+        let u64_prop = |path: &[&str]| host.property(path).and_then(|b| property_u64(&b));
+        Completion {
+            end_ns: host.now_nanos(),
+            status: u64_prop(&["response", "code"])
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(0),
+            flags: u64_prop(&["response", "flags"]).unwrap_or(0),
+            code_details: property_string(host.property(&["response", "code_details"]))
+                .unwrap_or_default(),
+            upstream_address: property_string(host.property(&["upstream", "address"])),
+            upstream_path: header(&headers, ":path").map(str::to_string),
+            upstream_authority: header(&headers, ":authority").map(str::to_string),
+        }
+    }
+
+    pub(super) fn responded(&self) -> bool {
+        if self.code_details.is_empty() {
+            self.upstream_address.is_some()
+                && !status::upstream_failed(self.flags)
+                && self.status != 0
+        } else {
+            self.code_details == VIA_UPSTREAM
+        }
+    }
+}

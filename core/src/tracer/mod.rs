@@ -1,0 +1,21 @@
+//! The tracer: what happens to one HTTP request. At request headers it extracts the parent,
+//! decides sampling, allocates span ids, picks the upstream cluster's target and injects
+//! `traceparent`/`tracestate` upstream ([`start`], in [`start`](mod@start)). At log time, when Envoy has the response
+//! code, flags and upstream address, it builds the finished SERVER and CLIENT spans
+//! ([`finish`], in [`spans`]).
+//!
+//! Which spans exist depends on [`Mode`]: a gateway emits a SERVER span and a CLIENT child per
+//! upstream call; an inbound sidecar only the SERVER span; an outbound sidecar only the CLIENT.
+//!
+//! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
+//! (pure span building).
+
+mod completion;
+mod spans;
+mod start;
+#[cfg(test)]
+mod tests;
+
+pub use completion::Completion;
+pub use spans::finish;
+pub use start::{start, ActiveRequest, ClientCall};

@@ -1,0 +1,214 @@
+//! Request start: what the tracer decides at request headers, while headers can still be
+//! changed. Extracts the parent, decides sampling, allocates span ids, picks the upstream
+//! cluster's target and injects `traceparent`/`tracestate` upstream. Host reads here are the
+//! request headers and `xds.cluster_name`; everything later waits for [`super::completion`].
+
+use crate::config::ClusterTarget;
+use crate::config::{Config, DurableObjectId, Mode, Sampler};
+use crate::host::{header, property_string, HeaderList, Host, HostInjector, Stats};
+use crate::ids::{RequestIds, SpanId, TraceId};
+use crate::metrics::Counter;
+use crate::propagation::{self, Extracted, SpanContext, FLAG_SAMPLED};
+use crate::route::Params;
+use crate::semconv as sc;
+use crate::url::strip_query;
+
+/// Methods semconv knows; anything else is reported as `_OTHER` (and spans are named `HTTP`).
+const KNOWN_METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+];
+
+/// State kept between request headers and log for one request.
+#[derive(Debug, Clone)]
+pub struct ActiveRequest {
+    pub recorded: bool,
+    pub trace_id: TraceId,
+    pub trace_state: Option<String>,
+    pub parent_span_id: Option<SpanId>,
+    /// The SERVER span (gateway, inbound sidecar).
+    pub server_span_id: Option<SpanId>,
+    /// The CLIENT span (gateway or outbound sidecar with an upstream cluster).
+    pub client: Option<ClientCall>,
+    pub start_ns: u64,
+    /// When the last byte of the response passed this filter on its way back (see
+    /// [`ActiveRequest::response_complete`]); ends the CLIENT span. `None` until then.
+    pub response_end_ns: Option<u64>,
+    pub(super) method: Method,
+    pub(super) path: String,
+    pub(super) route: Option<usize>,
+    pub(super) scheme: String,
+    pub(super) authority: String,
+    pub(super) user_agent: Option<String>,
+    pub(super) client_address: Option<String>,
+    pub(super) protocol: Option<String>,
+}
+
+/// The upstream call a CLIENT span describes.
+#[derive(Debug, Clone)]
+pub struct ClientCall {
+    pub span_id: SpanId,
+    pub cluster: String,
+    pub target: ClusterTarget,
+    pub durable_object_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Method {
+    /// Normalised value for `http.request.method` (`_OTHER` when unknown).
+    pub(super) value: String,
+    /// The original when it was not a known method.
+    pub(super) original: Option<String>,
+}
+
+impl Method {
+    fn parse(raw: &str) -> Method {
+        if KNOWN_METHODS.contains(&raw) {
+            Method {
+                value: raw.to_string(),
+                original: None,
+            }
+        } else {
+            Method {
+                value: sc::OTHER.to_string(),
+                original: Some(raw.to_string()),
+            }
+        }
+    }
+    /// What goes into span names: `HTTP` for unknown methods (semconv).
+    pub(super) fn for_name(&self) -> &str {
+        if self.original.is_some() {
+            "HTTP"
+        } else {
+            &self.value
+        }
+    }
+}
+
+/// Request-headers phase. Never fails: at worst the request is traced as a new root.
+pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveRequest {
+    let headers = host.request_headers();
+    let extracted = propagation::extract(&HeaderList(&headers));
+    match &extracted {
+        Extracted::Invalid(reason) => {
+            stats.add(Counter::TraceparentInvalid, 1);
+            log::debug!(
+                "invalid traceparent ({}); starting a new trace",
+                reason.as_str()
+            );
+        }
+        Extracted::Valid {
+            tracestate_invalid: true,
+            ..
+        } => {
+            stats.add(Counter::TracestateInvalid, 1);
+            log::debug!("invalid tracestate dropped");
+        }
+        _ => {}
+    }
+    let parent = extracted.parent();
+    let ids = RequestIds::from_random(host.random_bytes());
+    let recorded = match config.sampler {
+        Sampler::AlwaysOn => true,
+        Sampler::AlwaysOff => false,
+        Sampler::ParentBasedAlwaysOn => parent.is_none_or(SpanContext::is_sampled),
+    };
+    if !recorded {
+        stats.add(Counter::RequestsNotSampled, 1);
+    }
+    let start_ns = host.now_nanos();
+
+    let raw_method = header(&headers, ":method").unwrap_or("GET");
+    let full_path = header(&headers, ":path").unwrap_or("/");
+    let path = strip_query(full_path).to_string();
+    let (route, params) = match config.routes.find_index(&path) {
+        Some((i, p)) => (Some(i), p),
+        None => (None, Params::new()),
+    };
+
+    let server_span_id = (config.mode != Mode::SidecarOutbound).then_some(ids.server_span_id);
+    let cluster = match config.mode {
+        Mode::SidecarInbound => None,
+        _ => property_string(host.property(&["xds", "cluster_name"])),
+    };
+    let client = cluster.map(|cluster| {
+        let target = config.cluster_target(&cluster);
+        let durable_object_id = target.durable_object.as_ref().and_then(|d| match &d.id {
+            DurableObjectId::RouteParam(p) => {
+                params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone())
+            }
+            DurableObjectId::Header(h) => header(&headers, h).map(str::to_string),
+        });
+        ClientCall {
+            span_id: ids.client_span_id,
+            cluster,
+            target,
+            durable_object_id,
+        }
+    });
+
+    let req = ActiveRequest {
+        recorded,
+        trace_id: parent.map_or(ids.trace_id, |p| p.trace_id),
+        trace_state: parent.and_then(|p| p.trace_state.clone()),
+        parent_span_id: parent.map(|p| p.span_id),
+        server_span_id,
+        client,
+        start_ns,
+        response_end_ns: None,
+        method: Method::parse(raw_method),
+        path,
+        route,
+        scheme: header(&headers, ":scheme").unwrap_or("http").to_string(),
+        authority: header(&headers, ":authority").unwrap_or("").to_string(),
+        user_agent: header(&headers, "user-agent").map(str::to_string),
+        client_address: property_string(host.property(&["source", "address"])),
+        protocol: property_string(host.property(&["request", "protocol"])),
+    };
+
+    if let Some(root) = req
+        .server_span_id
+        .or(req.client.as_ref().map(|c| c.span_id))
+    {
+        log::debug!(
+            "Span Context: {{ traceId: '{}', spanId: '{}' }}",
+            req.trace_id,
+            root
+        );
+    }
+    // The span the upstream continues: our CLIENT span, or (inbound sidecar) our SERVER span.
+    let propagate = match (&req.client, config.mode) {
+        (Some(c), _) => Some((c.span_id, c.target.service_label().to_string())),
+        (None, Mode::SidecarInbound) => {
+            req.server_span_id.map(|s| (s, "local service".to_string()))
+        }
+        _ => None,
+    };
+    if let Some((span_id, to)) = propagate {
+        let ctx = SpanContext {
+            trace_id: req.trace_id,
+            span_id,
+            flags: if recorded { FLAG_SAMPLED } else { 0 },
+            trace_state: req.trace_state.clone(),
+        };
+        let mut injector = HostInjector { host, failed: None };
+        propagation::inject(&ctx, &mut injector);
+        if let Some(e) = injector.failed {
+            stats.add(Counter::InjectFailed, 1);
+            log::warn!("could not write trace context to the upstream request: {e}");
+        }
+        log::debug!(
+            "Propagating trace context to {to}: {{ traceId: '{}', spanId: '{}' }}",
+            req.trace_id,
+            span_id
+        );
+    }
+    req
+}
+
+impl ActiveRequest {
+    /// The response's end of stream reached this filter: the upstream call is over. The CLIENT
+    /// span ends here; the SERVER span ends when Envoy has finished the whole stream (log).
+    pub fn response_complete(&mut self, now_ns: u64) {
+        self.response_end_ns.get_or_insert(now_ns);
+    }
+}

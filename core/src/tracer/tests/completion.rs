@@ -1,0 +1,113 @@
+//! Log-phase reads and span timing.
+
+use super::*;
+
+#[test]
+fn completion_is_read_from_envoy_attributes() {
+    let host = MockHost::new()
+        .header(":path", "/products/p-1?x=1")
+        .header(":authority", "products.internal")
+        .property_u64(&["response", "code"], 503)
+        .property_u64(&["response", "flags"], 0x20)
+        .property(
+            &["response", "code_details"],
+            b"upstream_reset_before_response_started{connection_failure}",
+        )
+        .property(&["upstream", "address"], b"10.0.0.7:8080")
+        .now(END);
+    let done = Completion::read(&host);
+    assert_eq!(done.end_ns, END);
+    assert_eq!(done.status, 503);
+    assert_eq!(done.flags, 0x20);
+    assert_eq!(
+        done.code_details,
+        "upstream_reset_before_response_started{connection_failure}"
+    );
+    assert_eq!(done.upstream_address.as_deref(), Some("10.0.0.7:8080"));
+    assert_eq!(done.upstream_path.as_deref(), Some("/products/p-1?x=1"));
+    assert_eq!(
+        done.upstream_authority.as_deref(),
+        Some("products.internal")
+    );
+    assert!(!done.responded());
+
+    let empty = Completion::read(&MockHost::new());
+    assert_eq!(
+        (empty.status, empty.flags, empty.code_details.as_str()),
+        (0, 0, "")
+    );
+    assert_eq!(empty.upstream_address, None);
+}
+
+#[test]
+fn end_before_start_is_clamped() {
+    let done = Completion {
+        end_ns: START - 1,
+        ..answered(200)
+    };
+    let r = run(
+        &config(GATEWAY),
+        request("GET", "/api/products/p-1", Some("products")),
+        &done,
+    );
+    for s in &r.spans {
+        assert_eq!(s.end_time_unix_nano, START, "{}", s.name);
+    }
+}
+
+#[test]
+fn exported_span_flags_carry_the_w3c_sampled_flag() {
+    // OTLP `Span.flags`: bits 0-7 are the W3C trace-flags of the span, bits 8-9 its
+    // parent's remoteness. Every exported span is recorded, hence sampled: the low byte
+    // must say so, matching the `-01` we propagate.
+    for (sampler, mode, incoming, reason) in [
+        ("parent_based_always_on", "gateway", None, "gateway root"),
+        (
+            "parent_based_always_on",
+            "gateway",
+            Some(PARENT),
+            "gateway child",
+        ),
+        (
+            "always_on",
+            "gateway",
+            Some(PARENT_UNSAMPLED),
+            "always_on over an unsampled parent",
+        ),
+        (
+            "parent_based_always_on",
+            "sidecar_inbound",
+            Some(PARENT),
+            "inbound sidecar",
+        ),
+        (
+            "parent_based_always_on",
+            "sidecar_outbound",
+            Some(PARENT),
+            "outbound sidecar",
+        ),
+    ] {
+        let json = GATEWAY.replacen(
+            '{',
+            &format!(r#"{{"sampler": "{sampler}", "mode": "{mode}","#),
+            1,
+        );
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        if let Some(tp) = incoming {
+            host = host.header("traceparent", tp);
+        }
+        let r = run(&config(&json), host, &answered(200));
+        assert!(!r.spans.is_empty(), "{reason}");
+        assert!(r.traceparent().ends_with("-01"), "{reason}");
+        for s in &r.spans {
+            assert_eq!(
+                s.flags & 0xff,
+                0x01,
+                "{reason}: {} flags {:#x}",
+                s.name,
+                s.flags
+            );
+            assert_eq!(s.flags & !0x3ff, 0, "{reason}: high bits must be zero");
+        }
+    }
+}
