@@ -3,6 +3,9 @@
 
 use crate::proxy_host::{now_nanos, ProxyExport, ProxyHost};
 use crate::root::Shared;
+use gateway_tracing_core::host::Stats;
+use gateway_tracing_core::metrics::Counter;
+use gateway_tracing_core::otlp;
 use gateway_tracing_core::tracer::{self, ActiveRequest, Completion};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -69,8 +72,21 @@ impl HttpContext for Http {
         }
         let done = Completion::read(&ProxyHost);
         let spans = tracer::finish(&shared.config, &req, &done);
-        if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
-            exporter.push(spans, &ProxyExport, &shared.stats);
+        let encoded: Vec<Vec<u8>> = spans
+            .iter()
+            .map(|s| {
+                let mut out = Vec::new();
+                otlp::encode_span_field(s, &mut out);
+                out
+            })
+            .collect();
+        match shared.exporter.try_borrow_mut() {
+            Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),
+            // Cannot happen in a single-threaded VM unless a host callback re-enters; count
+            // it all the same, so created = exported + dropped holds.
+            Err(_) => shared
+                .stats
+                .add(Counter::SpansDroppedInternal, encoded.len() as u64),
         }
     }
 }

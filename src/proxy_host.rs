@@ -2,15 +2,26 @@
 //! always in their `Result`-returning form: a failed host call degrades tracing, never the
 //! request.
 
-use gateway_tracing_core::host::{ExportHost, ExportRequest, Host, HostError, Stats};
+use gateway_tracing_core::host::{
+    ExportHost, ExportRequest, Host, HostError, HostErrorKind, Stats,
+};
 use gateway_tracing_core::metrics::Counter;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType};
-use std::cell::Cell;
+use proxy_wasm::types::{MapType, MetricType, Status};
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, UNIX_EPOCH};
 
-fn err(what: &str, s: proxy_wasm::types::Status) -> HostError {
-    HostError(format!("{what}: {s:?}"))
+/// A proxy-wasm status as the core's typed host error.
+pub fn err(call: &'static str, s: Status) -> HostError {
+    let kind = match s {
+        Status::NotFound => HostErrorKind::NotFound,
+        Status::BadArgument => HostErrorKind::BadArgument,
+        Status::SerializationFailure | Status::ParseFailure => HostErrorKind::Serialization,
+        Status::Empty => HostErrorKind::Empty,
+        Status::InternalFailure => HostErrorKind::Internal,
+        _ => HostErrorKind::Other,
+    };
+    HostError::new(call, kind)
 }
 
 pub fn now_nanos() -> u64 {
@@ -53,12 +64,13 @@ impl Host for ProxyHost {
         buf
     }
 
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        hostcalls::get_property(path.to_vec()).ok().flatten()
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        hostcalls::get_property(path.to_vec()).map_err(|s| err("get_property", s))
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map_err(|s| err("get_header_map_pairs", s))
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
@@ -94,9 +106,11 @@ impl ExportHost for ProxyExport {
     }
 }
 
-/// Envoy counters, defined once per VM.
+/// Envoy counters, defined once per VM. Increments accumulate in the VM and reach Envoy in
+/// one host call per counter per [`ProxyStats::flush`] (each tick), not one per span.
 pub struct ProxyStats {
     ids: Vec<Option<u32>>,
+    pending: RefCell<Vec<u64>>,
 }
 
 impl ProxyStats {
@@ -113,14 +127,32 @@ impl ProxyStats {
                 },
             )
             .collect();
-        ProxyStats { ids }
+        ProxyStats {
+            ids,
+            pending: RefCell::new(vec![0; Counter::ALL.len()]),
+        }
+    }
+
+    /// Pushes the accumulated increments to Envoy.
+    pub fn flush(&self) {
+        let Ok(mut pending) = self.pending.try_borrow_mut() else {
+            return;
+        };
+        for (id, n) in self.ids.iter().zip(pending.iter_mut()) {
+            if let (Some(id), true) = (id, *n > 0) {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
+                *n = 0;
+            }
+        }
     }
 }
 
 impl Stats for ProxyStats {
     fn add(&self, counter: Counter, n: u64) {
-        if let Some(Some(id)) = self.ids.get(counter.index()) {
-            let _ = hostcalls::increment_metric(*id, i64::try_from(n).unwrap_or(i64::MAX));
+        if let Ok(mut pending) = self.pending.try_borrow_mut() {
+            if let Some(slot) = pending.get_mut(counter.index()) {
+                *slot = slot.saturating_add(n);
+            }
         }
     }
 }

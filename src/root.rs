@@ -60,6 +60,7 @@ impl Context for Root {
             .and_then(|s| s.parse::<u16>().ok());
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
             exporter.on_response(token_id, status, &ProxyExport, &shared.stats, now_nanos());
+            shared.stats.flush();
             if self.draining && exporter.is_drained() {
                 self.draining = false;
                 if let Err(s) = hostcalls::done() {
@@ -79,6 +80,7 @@ impl Context for Root {
             return true;
         };
         let drained = exporter.drain(&ProxyExport, &shared.stats, now_nanos());
+        shared.stats.flush();
         if !drained {
             log::debug!(
                 "stopping: waiting for {} export request(s)",
@@ -131,6 +133,7 @@ impl RootContext for Root {
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
             exporter.on_tick(&ProxyExport, &shared.stats, now_nanos());
         }
+        shared.stats.flush();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -6,8 +6,7 @@
 use crate::config::{Config, ExporterConfig};
 use crate::host::{ExportHost, ExportRequest, Stats};
 use crate::metrics::Counter;
-use crate::otlp::{self, Span};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use crate::otlp::{self, Framer};
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
@@ -20,8 +19,9 @@ pub const FAST_FLUSH_PERIOD: Duration = Duration::from_millis(1);
 
 pub struct Exporter {
     config: ExporterConfig,
-    resource: Resource,
-    queue: VecDeque<Span>,
+    framer: Framer,
+    /// Encoded spans awaiting export, one `ScopeSpans.spans` field each.
+    queue: VecDeque<Vec<u8>>,
     in_flight: HashMap<u32, usize>,
     fast_flush_armed: bool,
     /// Set once the plugin is stopping: every response then sends more of what is queued.
@@ -34,7 +34,7 @@ impl Exporter {
     pub fn new(config: &Config) -> Exporter {
         Exporter {
             config: config.exporter.clone(),
-            resource: otlp::resource(config),
+            framer: Framer::new(&otlp::resource(config)),
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
             fast_flush_armed: false,
@@ -52,9 +52,10 @@ impl Exporter {
         self.in_flight.len()
     }
 
-    /// Queues finished spans; spans beyond `max_queue_size` are dropped and counted. When a
-    /// full batch is waiting, arms a fast tick so the root context flushes it right away.
-    pub fn push(&mut self, spans: Vec<Span>, host: &dyn ExportHost, stats: &dyn Stats) {
+    /// Queues finished spans, each already encoded as a `ScopeSpans.spans` field
+    /// ([`otlp::encode_span_field`]); spans beyond `max_queue_size` are dropped and counted.
+    /// When a full batch is waiting, arms a fast tick so the root context flushes it now.
+    pub fn push(&mut self, spans: Vec<Vec<u8>>, host: &dyn ExportHost, stats: &dyn Stats) {
         if spans.is_empty() {
             return;
         }
@@ -90,8 +91,8 @@ impl Exporter {
     pub fn flush(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) {
         while !self.queue.is_empty() && self.in_flight.len() < MAX_IN_FLIGHT {
             let n = self.queue.len().min(self.config.max_export_batch_size);
-            let batch: Vec<Span> = self.queue.drain(..n).collect();
-            let body = otlp::encode(&self.resource, batch);
+            let body = self.framer.frame(self.queue.range(..n).map(Vec::as_slice));
+            self.queue.drain(..n);
             let mut headers: Vec<(&str, &str)> = vec![
                 (":method", "POST"),
                 (":path", &self.config.path),
@@ -201,7 +202,8 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::HostError;
+    use crate::host::{HostError, HostErrorKind};
+    use crate::otlp::Span;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
     use std::cell::RefCell;
@@ -218,7 +220,10 @@ mod tests {
     impl ExportHost for MockExportHost {
         fn dispatch(&self, req: &ExportRequest<'_>) -> Result<u32, HostError> {
             if self.fail_dispatch {
-                return Err(HostError("BadArgument".into()));
+                return Err(HostError::new(
+                    "dispatch_http_call",
+                    HostErrorKind::BadArgument,
+                ));
             }
             let mut sent = self.sent.borrow_mut();
             sent.push((
@@ -256,13 +261,18 @@ mod tests {
         Exporter::new(&crate::config::parse(json.as_bytes(), &|_| None).unwrap())
     }
 
-    fn spans(n: usize) -> Vec<Span> {
+    fn spans(n: usize) -> Vec<Vec<u8>> {
         (0..n)
-            .map(|i| Span {
-                name: format!("s{i}"),
-                span_id: vec![1; 8],
-                trace_id: vec![1; 16],
-                ..Default::default()
+            .map(|i| {
+                let span = Span {
+                    name: format!("s{i}"),
+                    span_id: vec![1; 8],
+                    trace_id: vec![1; 16],
+                    ..Default::default()
+                };
+                let mut out = Vec::new();
+                crate::otlp::encode_span_field(&span, &mut out);
+                out
             })
             .collect()
     }

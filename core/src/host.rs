@@ -11,10 +11,11 @@ pub trait Host {
     fn now_nanos(&self) -> u64;
     /// 32 random bytes (WASI randomness in Envoy).
     fn random_bytes(&self) -> [u8; 32];
-    /// An Envoy attribute (`["xds", "cluster_name"]`), raw bytes as Envoy serialises them.
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    /// An Envoy attribute (`["xds", "cluster_name"]`), raw bytes as Envoy serialises them;
+    /// `Ok(None)` when Envoy has no value for it.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// All request headers, in order, duplicates kept, values as bytes.
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)>;
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
 }
@@ -42,15 +43,44 @@ pub struct ExportRequest<'a> {
     pub timeout: Duration,
 }
 
-/// A failed host call, with the host's status as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostError(pub String);
+/// What went wrong in a host call: the proxy-wasm ABI's status codes (`proxy_status_t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostErrorKind {
+    /// `NotFound`: e.g. `dispatch_http_call` to a cluster Envoy does not know.
+    NotFound,
+    /// `BadArgument`: e.g. a missing `:authority` on an HTTP call, or an unknown cluster.
+    BadArgument,
+    /// `SerializationFailure` / `ParseFailure`: the host could not hand the value over.
+    Serialization,
+    /// `Empty`: nothing there (a header map that does not exist in this phase).
+    Empty,
+    /// `InternalFailure`: the host refused for a reason of its own (e.g. headers already sent).
+    Internal,
+    /// `Unimplemented`, or any code this crate does not know.
+    Other,
+}
+
+/// A failed host call: which call, and the kind the host reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError {
+    /// The host call, as a short name (`"dispatch_http_call"`).
+    pub call: &'static str,
+    pub kind: HostErrorKind,
+}
+
+impl HostError {
+    pub fn new(call: &'static str, kind: HostErrorKind) -> HostError {
+        HostError { call, kind }
+    }
+}
 
 impl std::fmt::Display for HostError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        write!(f, "{}: {:?}", self.call, self.kind)
     }
 }
+
+impl std::error::Error for HostError {}
 
 /// Envoy serialises integer attributes as 8 little-endian bytes.
 pub fn property_u64(bytes: &[u8]) -> Option<u64> {
@@ -58,11 +88,23 @@ pub fn property_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_le_bytes(arr))
 }
 
-/// A string attribute; `None` when absent, empty or not UTF-8.
-pub fn property_string(bytes: Option<Vec<u8>>) -> Option<String> {
-    bytes
+/// A string attribute; `None` when absent, empty, not UTF-8, or when the host call failed
+/// (a failed read degrades the span, never the request; the error is logged at debug).
+pub fn property_string(read: Result<Option<Vec<u8>>, HostError>) -> Option<String> {
+    property_bytes(read)
         .and_then(|b| String::from_utf8(b).ok())
         .filter(|s| !s.is_empty())
+}
+
+/// The bytes of an attribute, logging a failed read at debug level.
+pub fn property_bytes(read: Result<Option<Vec<u8>>, HostError>) -> Option<Vec<u8>> {
+    match read {
+        Ok(v) => v,
+        Err(e) => {
+            log::debug!("attribute read failed: {e}");
+            None
+        }
+    }
 }
 
 /// Helper views over a header list.

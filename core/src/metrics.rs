@@ -1,63 +1,55 @@
 //! The filter's self-metrics, exposed as Envoy stats (`wasmcustom.gateway_tracing.*` in the
-//! admin `/stats` output). Every span that is not exported is counted under one reason.
+//! admin `/stats` output, `gateway_tracing_*` in `/stats/prometheus`). Every counter is
+//! defined once, in [`counters!`]'s list: variant, stat name and help text. Every span that is
+//! created is either exported or counted as dropped under exactly one reason.
 
-/// A counter the filter increments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Counter {
-    /// Spans finished and handed to the exporter queue.
-    SpansQueued,
-    /// Spans the collector accepted (2xx).
-    SpansExported,
-    /// Spans dropped because the queue was full.
-    SpansDroppedQueueFull,
-    /// Spans dropped because their export failed (non-2xx, timeout, dispatch error).
-    SpansDroppedExportFailed,
-    /// Requests not recorded because of the sampler (context is still propagated).
-    RequestsNotSampled,
-    /// Export requests answered 2xx.
-    ExportRequestsOk,
-    /// Export requests that failed.
-    ExportRequestsFailed,
-    /// Incoming `traceparent` headers that were invalid (trace restarted).
-    TraceparentInvalid,
-    /// Incoming `tracestate` headers that were invalid (dropped).
-    TracestateInvalid,
-    /// Trace context could not be written to the upstream request.
-    InjectFailed,
+macro_rules! counters {
+    ($($variant:ident => $name:literal, $help:literal;)+) => {
+        /// A counter the filter increments.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $(#[doc = $help] $variant,)+
+        }
+
+        impl Counter {
+            /// Every counter, in definition order ([`Counter::index`] is the position here).
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)+];
+
+            /// The Envoy stat name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => concat!("gateway_tracing.", $name),)+
+                }
+            }
+
+            /// One line for the README's Metrics table and for operators.
+            pub fn help(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $help,)+
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    SpansQueued => "spans_queued", "Spans finished and handed to the exporter queue.";
+    SpansExported => "spans_exported", "Spans the collector accepted (2xx).";
+    SpansDroppedQueueFull => "spans_dropped_queue_full", "Spans dropped because the export queue was full.";
+    SpansDroppedExportFailed => "spans_dropped_export_failed", "Spans dropped because their export failed (non-2xx, timeout, dispatch error).";
+    SpansDroppedInternal => "spans_dropped_internal", "Spans dropped because the exporter was busy in a re-entrant host callback (should stay 0).";
+    RequestsNotSampled => "requests_not_sampled", "Requests not recorded because of the sampler (context is still propagated).";
+    ExportRequestsOk => "export_requests_ok", "Export requests answered 2xx.";
+    ExportRequestsFailed => "export_requests_failed", "Export requests that failed.";
+    TraceparentInvalid => "traceparent_invalid", "Incoming traceparent headers that were invalid (trace restarted).";
+    TracestateInvalid => "tracestate_invalid", "Incoming tracestate headers that were invalid (dropped).";
+    InjectFailed => "inject_failed", "Trace context could not be written to the upstream request.";
 }
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
-        Counter::SpansQueued,
-        Counter::SpansExported,
-        Counter::SpansDroppedQueueFull,
-        Counter::SpansDroppedExportFailed,
-        Counter::RequestsNotSampled,
-        Counter::ExportRequestsOk,
-        Counter::ExportRequestsFailed,
-        Counter::TraceparentInvalid,
-        Counter::TracestateInvalid,
-        Counter::InjectFailed,
-    ];
-
-    /// The Envoy stat name.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Counter::SpansQueued => "gateway_tracing.spans_queued",
-            Counter::SpansExported => "gateway_tracing.spans_exported",
-            Counter::SpansDroppedQueueFull => "gateway_tracing.spans_dropped_queue_full",
-            Counter::SpansDroppedExportFailed => "gateway_tracing.spans_dropped_export_failed",
-            Counter::RequestsNotSampled => "gateway_tracing.requests_not_sampled",
-            Counter::ExportRequestsOk => "gateway_tracing.export_requests_ok",
-            Counter::ExportRequestsFailed => "gateway_tracing.export_requests_failed",
-            Counter::TraceparentInvalid => "gateway_tracing.traceparent_invalid",
-            Counter::TracestateInvalid => "gateway_tracing.tracestate_invalid",
-            Counter::InjectFailed => "gateway_tracing.inject_failed",
-        }
-    }
-
-    pub fn index(&self) -> usize {
-        Counter::ALL.iter().position(|c| c == self).unwrap_or(0)
+    /// Position in [`Counter::ALL`]: an index for per-VM counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -66,7 +58,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_unique_and_prefixed() {
+    fn names_are_unique_prefixed_and_indexed_in_order() {
         let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
         assert!(names.iter().all(|n| n.starts_with("gateway_tracing.")));
         names.sort();
@@ -74,6 +66,7 @@ mod tests {
         assert_eq!(names.len(), Counter::ALL.len());
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(c.index(), i);
+            assert!(!c.help().is_empty());
         }
     }
 }

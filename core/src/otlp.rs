@@ -66,7 +66,74 @@ pub fn resource(config: &Config) -> Resource {
     }
 }
 
-/// Encodes one export request for `spans` under `resource`.
+/// `ScopeSpans.spans` is field 2, length-delimited: tag `(2 << 3) | 2`.
+const SCOPE_SPANS_SPANS_TAG: u8 = 0x12;
+
+/// Appends `span` to `out` as one encoded `ScopeSpans.spans` field (tag, length, bytes). A run
+/// of these is what the exporter queues; [`Framer::frame`] wraps a run into a request.
+pub fn encode_span_field(span: &Span, out: &mut Vec<u8>) {
+    out.push(SCOPE_SPANS_SPANS_TAG);
+    prost::encoding::encode_varint(span.encoded_len() as u64, out);
+    span.encode_raw(out);
+}
+
+/// Frames queued span fields into an `ExportTraceServiceRequest` body with this VM's resource
+/// and scope, encoded once at configure time. A flush copies the span bytes once and encodes
+/// nothing else.
+#[derive(Debug, Clone)]
+pub struct Framer {
+    /// `ResourceSpans.resource` (field 1), tag and length included.
+    resource_field: Vec<u8>,
+    /// `ScopeSpans.scope` (field 1), tag and length included.
+    scope_field: Vec<u8>,
+}
+
+impl Framer {
+    pub fn new(resource: &Resource) -> Framer {
+        let scope = InstrumentationScope {
+            name: SCOPE_NAME.into(),
+            version: VERSION.into(),
+            ..Default::default()
+        };
+        let mut resource_field = Vec::new();
+        prost::encoding::message::encode(1, resource, &mut resource_field);
+        let mut scope_field = Vec::new();
+        prost::encoding::message::encode(1, &scope, &mut scope_field);
+        Framer {
+            resource_field,
+            scope_field,
+        }
+    }
+
+    /// One request body: `resource_spans { resource, scope_spans { scope, <span_fields> } }`.
+    /// `span_fields` is a concatenation of [`encode_span_field`] outputs.
+    pub fn frame<'a>(&self, span_fields: impl Iterator<Item = &'a [u8]> + Clone) -> Vec<u8> {
+        use prost::encoding::{encode_varint, encoded_len_varint};
+        let spans_len: usize = span_fields.clone().map(<[u8]>::len).sum();
+        let scope_spans_len = self.scope_field.len() + spans_len;
+        let resource_spans_len = self.resource_field.len()
+            + 1
+            + encoded_len_varint(scope_spans_len as u64)
+            + scope_spans_len;
+        let total = 1 + encoded_len_varint(resource_spans_len as u64) + resource_spans_len;
+        let mut out = Vec::with_capacity(total);
+        // ExportTraceServiceRequest.resource_spans = 1
+        out.push(0x0a);
+        encode_varint(resource_spans_len as u64, &mut out);
+        out.extend_from_slice(&self.resource_field);
+        // ResourceSpans.scope_spans = 2
+        out.push(0x12);
+        encode_varint(scope_spans_len as u64, &mut out);
+        out.extend_from_slice(&self.scope_field);
+        for f in span_fields {
+            out.extend_from_slice(f);
+        }
+        out
+    }
+}
+
+/// Encodes one export request for `spans` under `resource` with prost's own message encoder:
+/// the reference that [`Framer`] and the span encoder are tested against.
 pub fn encode(resource: &Resource, spans: Vec<Span>) -> Vec<u8> {
     let req = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
@@ -138,5 +205,37 @@ mod tests {
             (SCOPE_NAME, VERSION)
         );
         assert_eq!(rs.scope_spans[0].spans, vec![span]);
+    }
+
+    #[test]
+    fn framed_span_fields_are_byte_identical_to_prost_encoding() {
+        let config = crate::config::parse(
+            br#"{"service_name":"gw","exporter":{"cluster":"otel"}}"#,
+            &|_| None,
+        )
+        .unwrap();
+        let spans: Vec<Span> = (0..3u8)
+            .map(|i| Span {
+                trace_id: vec![i + 1; 16],
+                span_id: vec![i + 2; 8],
+                name: format!("GET /{i}"),
+                kind: SpanKind::Client as i32,
+                attributes: vec![kv_str("k", "v".repeat(200 * usize::from(i)))],
+                ..Default::default()
+            })
+            .collect();
+        let fields: Vec<Vec<u8>> = spans
+            .iter()
+            .map(|s| {
+                let mut out = Vec::new();
+                encode_span_field(s, &mut out);
+                out
+            })
+            .collect();
+        let res = resource(&config);
+        let framed = Framer::new(&res).frame(fields.iter().map(Vec::as_slice));
+        assert_eq!(framed, encode(&res, spans));
+        let empty = Framer::new(&res).frame(std::iter::empty());
+        assert_eq!(empty, encode(&res, Vec::new()));
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Compiled for tests only (`#[cfg(test)]` in `lib.rs`).
 use crate::config::Config;
-use crate::host::{Host, HostError, Stats};
+use crate::host::{Host, HostError, HostErrorKind, Stats};
 use crate::metrics::Counter;
 use crate::otlp::{Event, Span};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -121,20 +121,20 @@ impl Host for MockHost {
         self.random
     }
 
-    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
         let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
-        self.properties.get(&key).cloned()
+        Ok(self.properties.get(&key).cloned())
     }
 
-    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.headers.clone()
+    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(self.headers.clone())
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         self.set_calls
             .push((name.to_string(), value.map(str::to_string)));
         if self.fail_set {
-            return Err(HostError("mock: header map is read-only".into()));
+            return Err(HostError::new("replace_header", HostErrorKind::Internal));
         }
         self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         if let Some(v) = value {

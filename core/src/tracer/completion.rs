@@ -2,7 +2,7 @@
 //! address, the request's `:path`/`:authority` as routed). The only host reads of the log
 //! phase live here.
 
-use crate::host::{header, property_string, property_u64, Host};
+use crate::host::{header, property_bytes, property_string, property_u64, Host};
 use crate::status;
 
 /// Envoy's `response.code_details` when the response came from the upstream.
@@ -25,8 +25,9 @@ pub struct Completion {
 impl Completion {
     /// Reads the completion from the host in the log phase.
     pub fn read(host: &dyn Host) -> Completion {
-        let headers = host.request_headers();
-        let u64_prop = |path: &[&str]| host.property(path).and_then(|b| property_u64(&b));
+        let headers = host.request_headers().unwrap_or_default();
+        let u64_prop =
+            |path: &[&str]| property_bytes(host.property(path)).and_then(|b| property_u64(&b));
         Completion {
             end_ns: host.now_nanos(),
             status: u64_prop(&["response", "code"])

@@ -86,7 +86,11 @@ impl Method {
 
 /// Request-headers phase. Never fails: at worst the request is traced as a new root.
 pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveRequest {
-    let headers = host.request_headers();
+    let headers = host.request_headers().unwrap_or_else(|e| {
+        // Unreadable headers: trace the request as a new root; never fail it.
+        log::debug!("request headers unreadable ({e}); starting a new trace");
+        Vec::new()
+    });
     let extracted = propagation::extract(&HeaderList(&headers));
     match &extracted {
         Extracted::Invalid(reason) => {
