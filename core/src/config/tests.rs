@@ -1,0 +1,152 @@
+//! Config parsing and validation: every refusal names its field and value.
+use super::*;
+use std::time::Duration;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "HONEYCOMB_API_KEY" => Some("hc-secret-123".into()),
+        "SERVICE_NAME" => Some("from-env".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn parse_str(s: &str) -> Result<Config, ConfigError> {
+    parse(s.as_bytes(), &env)
+}
+
+const MINIMAL: &str = r#"{"exporter": {"cluster": "otel"}}"#;
+
+#[test]
+fn defaults_are_the_named_constants() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert_eq!(c.mode, Mode::Gateway);
+    assert_eq!(c.sampler, Sampler::ParentBasedAlwaysOn);
+    assert_eq!(c.service_name, DEFAULT_SERVICE_NAME);
+    assert_eq!(c.exporter.path, DEFAULT_EXPORTER_PATH);
+    assert_eq!(
+        c.exporter.authority, "otel",
+        "authority defaults to the cluster name"
+    );
+    assert_eq!(
+        c.exporter.timeout,
+        Duration::from_millis(DEFAULT_EXPORTER_TIMEOUT_MS)
+    );
+    assert_eq!(
+        c.exporter.flush_interval,
+        Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS)
+    );
+    assert_eq!(
+        c.exporter.max_export_batch_size,
+        DEFAULT_MAX_EXPORT_BATCH_SIZE
+    );
+    assert_eq!(c.exporter.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
+    assert!(c.routes.routes.is_empty());
+    assert_eq!(
+        c.cluster_target("auth").service,
+        "auth",
+        "unmapped cluster is named after itself"
+    );
+}
+
+#[test]
+fn full_config() {
+    let c = parse_str(
+        r#"{
+          "mode": "sidecar_outbound",
+          "service_name": "${SERVICE_NAME:-x}",
+          "resource_attributes": {"deployment.environment.name": "${DEPLOY_ENV:-demo}"},
+          "sampler": "always_on",
+          "routes": [{"template": "/api/cart/:cartId/add", "upstream_template": "/cart/add"}],
+          "clusters": {
+            "auth": {"service": "AUTH_SERVICE"},
+            "cart": {"durable_object": {"name": "CartDurableObject", "id": {"route_param": "cartId"}}}
+          },
+          "exporter": {"cluster": "otel", "authority": "collector", "path": "/otlp/v1/traces",
+                       "headers": {"x-honeycomb-team": "${HONEYCOMB_API_KEY}"},
+                       "timeout_ms": 100, "flush_interval_ms": 50, "max_export_batch_size": 10, "max_queue_size": 10}
+        }"#,
+    )
+    .unwrap();
+    assert_eq!(c.mode, Mode::SidecarOutbound);
+    assert_eq!(c.service_name, "from-env");
+    assert_eq!(
+        c.resource_attributes,
+        vec![("deployment.environment.name".into(), "demo".into())]
+    );
+    assert_eq!(c.cluster_target("auth").service, "AUTH_SERVICE");
+    let cart = c.cluster_target("cart");
+    assert_eq!(
+        cart.durable_object.unwrap().id,
+        DurableObjectId::RouteParam("cartId".into())
+    );
+    assert_eq!(c.exporter.headers[0].1.expose(), "hc-secret-123");
+    assert!(
+        !format!("{c:?}").contains("hc-secret-123"),
+        "secret leaked through Debug"
+    );
+}
+
+#[test]
+fn error_messages() {
+    let mut failures = Vec::new();
+    for (json, want, reason) in [
+        ("", "invalid gateway-tracing configuration: configuration: is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required", "empty"),
+        ("{}", "invalid gateway-tracing configuration: configuration: missing field `exporter` at line 1 column 2", "no exporter"),
+        (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `service_name`, `resource_attributes`, `sampler`, `routes`, `clusters`, `exporter` at line 1 column 39", "unknown top-level field"),
+        (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_queue_size` at line 1 column 39", "unknown exporter field"),
+        (r#"{"mode":"edge","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: mode: unknown variant `edge`, expected one of `gateway`, `sidecar_inbound`, `sidecar_outbound` at line 1 column 14", "bad mode"),
+        (r#"{"exporter":{"cluster":"otel","timeout_ms":"5s"}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms: invalid type: string \"5s\", expected u64 at line 1 column 47", "wrong type"),
+        (r#"{"exporter":{"cluster":""}}"#, "invalid gateway-tracing configuration: exporter.cluster = \"\": must name the Envoy cluster of the OTLP/HTTP collector", "empty cluster"),
+        (r#"{"exporter":{"cluster":"otel","path":"v1/traces"}}"#, "invalid gateway-tracing configuration: exporter.path = \"v1/traces\": must start with '/'", "relative path"),
+        (r#"{"exporter":{"cluster":"otel","timeout_ms":0}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms = \"0\": must be between 1 and 60000", "zero timeout"),
+        (r#"{"exporter":{"cluster":"otel","flush_interval_ms":60001}}"#, "invalid gateway-tracing configuration: exporter.flush_interval_ms = \"60001\": must be between 1 and 60000", "flush too slow"),
+        (r#"{"exporter":{"cluster":"otel","max_export_batch_size":0}}"#, "invalid gateway-tracing configuration: exporter.max_export_batch_size = \"0\": must be between 1 and 8192", "zero batch"),
+        (r#"{"exporter":{"cluster":"otel","max_queue_size":0}}"#, "invalid gateway-tracing configuration: exporter.max_queue_size = \"0\": must be between 1 and 1000000", "zero queue"),
+        (r#"{"exporter":{"cluster":"otel","max_queue_size":10,"max_export_batch_size":20}}"#, "invalid gateway-tracing configuration: exporter.max_queue_size = \"10\": must be at least exporter.max_export_batch_size (20)", "queue smaller than batch"),
+        (r#"{"exporter":{"cluster":"otel","authority":""}}"#, "invalid gateway-tracing configuration: exporter.authority = \"\": must not be empty", "empty authority"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"X-Key":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.X-Key = \"<redacted>\": header name must be lower-case token characters", "upper-case header"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"content-type":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.content-type = \"<redacted>\": is set by the exporter itself", "reserved header"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"x-honeycomb-team":"${MISSING_KEY}"}}}"#, "invalid gateway-tracing configuration: exporter.headers.x-honeycomb-team = \"<redacted>\": environment variable MISSING_KEY is not set (pass it with vm_config.environment_variables, or write ${MISSING_KEY:-default})", "unset secret variable"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"x-a":"line\nbreak"}}}"#, "invalid gateway-tracing configuration: exporter.headers.x-a = \"<redacted>\": value contains CR, LF or NUL", "header injection"),
+        (r#"{"service_name":"","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: service_name = \"\": must not be empty", "empty service name"),
+        (r#"{"service_name":"${EMPTY}","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: service_name = \"${EMPTY}\": environment variable EMPTY is not set (pass it with vm_config.environment_variables, or write ${EMPTY:-default})", "empty variable counts as unset"),
+        (r#"{"service_name":"${1X}","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: service_name = \"${1X}\": '${1X}' is not a variable name ([A-Za-z_][A-Za-z0-9_]*)", "bad variable name"),
+        (r#"{"service_name":"${OPEN","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: service_name = \"${OPEN\": unterminated '${' (write '$$' for a literal '$')", "unterminated"),
+        (r#"{"resource_attributes":{"service.name":"x"},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: resource_attributes.service.name = \"x\": set service.name with the service_name field", "service.name via attributes"),
+        (r#"{"routes":[{"template":"api"}],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: routes[0].template = \"api\": must start with '/'", "bad template"),
+        (r#"{"routes":[{"template":"/a","upstream_template":"/b/:"}],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: routes[0].upstream_template = \"/b/:\": parameter ':' is not a name ([A-Za-z_][A-Za-z0-9_]*)", "bad upstream template"),
+        (r#"{"clusters":{"auth":{"service":" "}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.auth.service = \" \": must not be empty", "blank service"),
+        (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"route_param":"cartId"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.route_param = \"cartId\": no route template has this :param", "DO param not in any route"),
+        (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"header":"X-Cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.header = \"X-Cart\": must be a lower-case HTTP header name", "DO header upper case"),
+        (r#"{"clusters":{"cart":{"durable_object":{"name":"","id":{"header":"x-cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.name = \"\": must not be empty", "DO without name"),
+        (r#"{"clusters":{"cart":{"durable_object":{"name":"C","id":{"cookie":"x"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id: unknown variant `cookie`, expected `route_param` or `header` at line 1 column 64", "DO id source unknown"),
+    ] {
+        let got = parse_str(json).map(|_| ()).unwrap_err().to_string();
+        assert!(!got.contains("hc-secret-123"), "{reason}: secret in error");
+        if got != want {
+            failures.push(format!("{reason}:\n  got:  {got}\n  want: {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn expansion_rows() {
+    for (input, want, reason) in [
+        ("plain", "plain", "no variables"),
+        ("${SERVICE_NAME}", "from-env", "set variable"),
+        ("${NOPE:-fallback}", "fallback", "default used"),
+        (
+            "${SERVICE_NAME:-fallback}",
+            "from-env",
+            "default ignored when set",
+        ),
+        ("${NOPE:-}", "", "empty default"),
+        ("a$$b", "a$b", "escaped dollar"),
+        ("cost $5", "cost $5", "lone dollar kept"),
+        ("${SERVICE_NAME}-${NOPE:-x}", "from-env-x", "two variables"),
+    ] {
+        assert_eq!(expand(input, &env).unwrap(), want, "{reason}");
+    }
+}
