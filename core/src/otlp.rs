@@ -11,7 +11,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 pub use opentelemetry_proto::tonic::trace::v1::{
-    span::Event, span::SpanKind, status::StatusCode, Span, Status,
+    span::Event, span::SpanKind, status::StatusCode, Span, SpanFlags, Status,
 };
 
 /// Instrumentation scope name and `telemetry.sdk.name`.

@@ -1,32 +1,21 @@
 //! Attribute, event and value names: every key this filter writes, in one place.
 //!
-//! Stable OpenTelemetry HTTP semantic conventions (v1.26+), the legacy names the seed design
-//! used (`http.method`, `http.url`, `http.status_code`), and this project's own keys.
+//! OpenTelemetry semantic-convention names come from the `opentelemetry-semantic-conventions`
+//! crate (the same project's generated constants), so a rename upstream shows up here as a
+//! deprecation. Only what the crate does not have is spelled out: the legacy names the seed
+//! design queries (`http.method`, `http.url`, `http.status_code`, `span.kind`; deprecated in
+//! semconv, kept on purpose), the seed's Durable Object keys, and this project's `envoy.*` keys.
+//!
+//! Deprecations checked against the crate (v0.33): `peer.service` is replaced by
+//! `service.peer.name`, which is what CLIENT spans carry.
 
-// --- Resource -----------------------------------------------------------------------------
-pub const SERVICE_NAME: &str = "service.name";
-pub const TELEMETRY_SDK_NAME: &str = "telemetry.sdk.name";
-pub const TELEMETRY_SDK_LANGUAGE: &str = "telemetry.sdk.language";
-pub const TELEMETRY_SDK_VERSION: &str = "telemetry.sdk.version";
-
-// --- Stable HTTP semconv ------------------------------------------------------------------
-pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
-pub const HTTP_REQUEST_METHOD_ORIGINAL: &str = "http.request.method_original";
-pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
-pub const HTTP_ROUTE: &str = "http.route";
-pub const URL_PATH: &str = "url.path";
-pub const URL_FULL: &str = "url.full";
-pub const URL_SCHEME: &str = "url.scheme";
-pub const URL_TEMPLATE: &str = "url.template";
-pub const SERVER_ADDRESS: &str = "server.address";
-pub const SERVER_PORT: &str = "server.port";
-pub const CLIENT_ADDRESS: &str = "client.address";
-pub const NETWORK_PEER_ADDRESS: &str = "network.peer.address";
-pub const NETWORK_PEER_PORT: &str = "network.peer.port";
-pub const NETWORK_PROTOCOL_VERSION: &str = "network.protocol.version";
-pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
-pub const ERROR_TYPE: &str = "error.type";
-pub const PEER_SERVICE: &str = "peer.service";
+pub use opentelemetry_semantic_conventions::attribute::{
+    CLIENT_ADDRESS, ERROR_TYPE, EXCEPTION_MESSAGE, EXCEPTION_TYPE, HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_METHOD_ORIGINAL, HTTP_RESPONSE_STATUS_CODE, HTTP_ROUTE, NETWORK_PEER_ADDRESS,
+    NETWORK_PEER_PORT, NETWORK_PROTOCOL_VERSION, SERVER_ADDRESS, SERVER_PORT, SERVICE_NAME,
+    SERVICE_PEER_NAME, TELEMETRY_SDK_LANGUAGE, TELEMETRY_SDK_NAME, TELEMETRY_SDK_VERSION, URL_FULL,
+    URL_PATH, URL_SCHEME, URL_TEMPLATE, USER_AGENT_ORIGINAL,
+};
 
 // --- Legacy names kept because the seed design (and its Honeycomb boards) query them ------
 pub const LEGACY_HTTP_METHOD: &str = "http.method";
@@ -46,12 +35,38 @@ pub const ENVOY_RESPONSE_CODE_DETAILS: &str = "envoy.response_code_details";
 // --- Events -----------------------------------------------------------------------------------
 pub const EVENT_CALL_START: &str = "call.start";
 pub const EVENT_CALL_COMPLETE: &str = "call.complete";
+/// The semconv exception event name.
 pub const EVENT_EXCEPTION: &str = "exception";
-pub const EXCEPTION_TYPE: &str = "exception.type";
-pub const EXCEPTION_MESSAGE: &str = "exception.message";
 
 // --- Values -----------------------------------------------------------------------------------
 pub const SPAN_KIND_SERVER: &str = "server";
 pub const SPAN_KIND_CLIENT: &str = "client";
 /// `error.type` / `http.request.method` value for anything outside the known set (semconv).
 pub const OTHER: &str = "_OTHER";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The crate's names are the ones this filter has always written (a rename upstream would
+    /// change exported attributes silently; this makes it loud).
+    #[test]
+    fn crate_names_are_the_expected_strings() {
+        #[rustfmt::skip]
+        let rows = [
+            (HTTP_REQUEST_METHOD, "http.request.method"),
+            (HTTP_RESPONSE_STATUS_CODE, "http.response.status_code"),
+            (HTTP_ROUTE, "http.route"),
+            (URL_FULL, "url.full"),
+            (URL_TEMPLATE, "url.template"),
+            (SERVER_ADDRESS, "server.address"),
+            (CLIENT_ADDRESS, "client.address"),
+            (SERVICE_PEER_NAME, "service.peer.name"),
+            (USER_AGENT_ORIGINAL, "user_agent.original"),
+            (ERROR_TYPE, "error.type"),
+        ];
+        for (got, want) in rows {
+            assert_eq!(got, want);
+        }
+    }
+}

@@ -1,43 +1,94 @@
 //! How a finished request maps to span status and `error.type`: HTTP status classes (OTel HTTP
 //! semconv), and Envoy's response flags for calls that got no upstream response.
 
-/// Envoy's response flags (`response.flags`, the legacy bit vector) with their short names, as
-/// in Envoy's access log `%RESPONSE_FLAGS%`.
+/// Envoy's response flags (`response.flags`, the legacy bit vector of
+/// `StreamInfo::CoreResponseFlag`), each bit named once here. Short names as in the access
+/// log's `%RESPONSE_FLAGS%`.
+pub mod flag {
+    pub const FAILED_LOCAL_HEALTH_CHECK: u64 = 1 << 0; // LH
+    pub const NO_HEALTHY_UPSTREAM: u64 = 1 << 1; // UH
+    pub const UPSTREAM_REQUEST_TIMEOUT: u64 = 1 << 2; // UT
+    pub const LOCAL_RESET: u64 = 1 << 3; // LR
+    pub const UPSTREAM_REMOTE_RESET: u64 = 1 << 4; // UR
+    pub const UPSTREAM_CONNECTION_FAILURE: u64 = 1 << 5; // UF
+    pub const UPSTREAM_CONNECTION_TERMINATION: u64 = 1 << 6; // UC
+    pub const UPSTREAM_OVERFLOW: u64 = 1 << 7; // UO
+    pub const NO_ROUTE_FOUND: u64 = 1 << 8; // NR
+    pub const DELAY_INJECTED: u64 = 1 << 9; // DI
+    pub const FAULT_INJECTED: u64 = 1 << 10; // FI
+    pub const RATE_LIMITED: u64 = 1 << 11; // RL
+    pub const UNAUTHORIZED_EXTERNAL_SERVICE: u64 = 1 << 12; // UAEX
+    pub const RATE_LIMIT_SERVICE_ERROR: u64 = 1 << 13; // RLSE
+    pub const DOWNSTREAM_CONNECTION_TERMINATION: u64 = 1 << 14; // DC
+    pub const UPSTREAM_RETRY_LIMIT_EXCEEDED: u64 = 1 << 15; // URX
+    pub const STREAM_IDLE_TIMEOUT: u64 = 1 << 16; // SI
+    pub const INVALID_ENVOY_REQUEST_HEADERS: u64 = 1 << 17; // IH
+    pub const DOWNSTREAM_PROTOCOL_ERROR: u64 = 1 << 18; // DPE
+    pub const UPSTREAM_MAX_STREAM_DURATION_REACHED: u64 = 1 << 19; // UMSDR
+    pub const RESPONSE_FROM_CACHE_FILTER: u64 = 1 << 20; // RFCF
+    pub const NO_FILTER_CONFIG_FOUND: u64 = 1 << 21; // NFCF
+    pub const DURATION_TIMEOUT: u64 = 1 << 22; // DT
+    pub const UPSTREAM_PROTOCOL_ERROR: u64 = 1 << 23; // UPE
+    pub const NO_CLUSTER_FOUND: u64 = 1 << 24; // NC
+    pub const OVERLOAD_MANAGER: u64 = 1 << 25; // OM
+    pub const DNS_RESOLUTION_FAILED: u64 = 1 << 26; // DF
+    pub const DROP_OVERLOAD: u64 = 1 << 27; // DO
+    pub const DOWNSTREAM_REMOTE_RESET: u64 = 1 << 28; // DR
+}
+
+/// Every flag with its short name, in bit order (how `%RESPONSE_FLAGS%` lists them).
 pub const RESPONSE_FLAGS: [(u64, &str); 29] = [
-    (0x1, "LH"),
-    (0x2, "UH"),
-    (0x4, "UT"),
-    (0x8, "LR"),
-    (0x10, "UR"),
-    (0x20, "UF"),
-    (0x40, "UC"),
-    (0x80, "UO"),
-    (0x100, "NR"),
-    (0x200, "DI"),
-    (0x400, "FI"),
-    (0x800, "RL"),
-    (0x1000, "UAEX"),
-    (0x2000, "RLSE"),
-    (0x4000, "DC"),
-    (0x8000, "URX"),
-    (0x10000, "SI"),
-    (0x20000, "IH"),
-    (0x40000, "DPE"),
-    (0x80000, "UMSDR"),
-    (0x100000, "RFCF"),
-    (0x200000, "NFCF"),
-    (0x400000, "DT"),
-    (0x800000, "UPE"),
-    (0x1000000, "NC"),
-    (0x2000000, "OM"),
-    (0x4000000, "DF"),
-    (0x8000000, "DO"),
-    (0x10000000, "DR"),
+    (flag::FAILED_LOCAL_HEALTH_CHECK, "LH"),
+    (flag::NO_HEALTHY_UPSTREAM, "UH"),
+    (flag::UPSTREAM_REQUEST_TIMEOUT, "UT"),
+    (flag::LOCAL_RESET, "LR"),
+    (flag::UPSTREAM_REMOTE_RESET, "UR"),
+    (flag::UPSTREAM_CONNECTION_FAILURE, "UF"),
+    (flag::UPSTREAM_CONNECTION_TERMINATION, "UC"),
+    (flag::UPSTREAM_OVERFLOW, "UO"),
+    (flag::NO_ROUTE_FOUND, "NR"),
+    (flag::DELAY_INJECTED, "DI"),
+    (flag::FAULT_INJECTED, "FI"),
+    (flag::RATE_LIMITED, "RL"),
+    (flag::UNAUTHORIZED_EXTERNAL_SERVICE, "UAEX"),
+    (flag::RATE_LIMIT_SERVICE_ERROR, "RLSE"),
+    (flag::DOWNSTREAM_CONNECTION_TERMINATION, "DC"),
+    (flag::UPSTREAM_RETRY_LIMIT_EXCEEDED, "URX"),
+    (flag::STREAM_IDLE_TIMEOUT, "SI"),
+    (flag::INVALID_ENVOY_REQUEST_HEADERS, "IH"),
+    (flag::DOWNSTREAM_PROTOCOL_ERROR, "DPE"),
+    (flag::UPSTREAM_MAX_STREAM_DURATION_REACHED, "UMSDR"),
+    (flag::RESPONSE_FROM_CACHE_FILTER, "RFCF"),
+    (flag::NO_FILTER_CONFIG_FOUND, "NFCF"),
+    (flag::DURATION_TIMEOUT, "DT"),
+    (flag::UPSTREAM_PROTOCOL_ERROR, "UPE"),
+    (flag::NO_CLUSTER_FOUND, "NC"),
+    (flag::OVERLOAD_MANAGER, "OM"),
+    (flag::DNS_RESOLUTION_FAILED, "DF"),
+    (flag::DROP_OVERLOAD, "DO"),
+    (flag::DOWNSTREAM_REMOTE_RESET, "DR"),
 ];
 
-/// Flags meaning "the upstream call was attempted and failed without a usable response".
-const UPSTREAM_FAILURE_FLAGS: u64 =
-    0x2 | 0x4 | 0x10 | 0x20 | 0x40 | 0x80 | 0x8000 | 0x80000 | 0x800000;
+/// The upstream failures with their `error.type`, most specific first: a retry-limit failure
+/// also carries the last attempt's cause, which wins. Together they are the flags meaning
+/// "the upstream call was attempted and failed without a usable response".
+const UPSTREAM_FAILURES: [(u64, &str); 9] = [
+    (flag::UPSTREAM_REQUEST_TIMEOUT, "timeout"),
+    (flag::UPSTREAM_CONNECTION_FAILURE, "connection_failure"),
+    (
+        flag::UPSTREAM_CONNECTION_TERMINATION,
+        "connection_termination",
+    ),
+    (flag::UPSTREAM_REMOTE_RESET, "upstream_reset"),
+    (flag::UPSTREAM_OVERFLOW, "upstream_overflow"),
+    (flag::NO_HEALTHY_UPSTREAM, "no_healthy_upstream"),
+    (
+        flag::UPSTREAM_MAX_STREAM_DURATION_REACHED,
+        "max_stream_duration_reached",
+    ),
+    (flag::UPSTREAM_PROTOCOL_ERROR, "upstream_protocol_error"),
+    (flag::UPSTREAM_RETRY_LIMIT_EXCEEDED, "retry_limit_exceeded"),
+];
 
 /// `UF,URX` style rendering; empty when no flag is set.
 pub fn flags_to_string(flags: u64) -> String {
@@ -55,24 +106,12 @@ pub fn flags_to_string(flags: u64) -> String {
 
 /// True when the flags say an upstream call was attempted and failed.
 pub fn upstream_failed(flags: u64) -> bool {
-    flags & UPSTREAM_FAILURE_FLAGS != 0
+    UPSTREAM_FAILURES.iter().any(|(bit, _)| flags & bit != 0)
 }
 
 /// A low-cardinality `error.type` for a call that got no upstream response.
 pub fn upstream_error_type(flags: u64) -> Option<&'static str> {
-    // Most specific first: a retry-limit failure also carries the last attempt's cause.
-    const ORDER: [(u64, &str); 9] = [
-        (0x4, "timeout"),
-        (0x20, "connection_failure"),
-        (0x40, "connection_termination"),
-        (0x10, "upstream_reset"),
-        (0x80, "upstream_overflow"),
-        (0x2, "no_healthy_upstream"),
-        (0x80000, "max_stream_duration_reached"),
-        (0x800000, "upstream_protocol_error"),
-        (0x8000, "retry_limit_exceeded"),
-    ];
-    ORDER
+    UPSTREAM_FAILURES
         .iter()
         .find(|(bit, _)| flags & bit != 0)
         .map(|(_, name)| *name)
@@ -211,6 +250,13 @@ mod tests {
             o.message,
             "upstream call failed: connection_failure (response_flags=UF) (code_details=upstream_reset_before_response_started{connection_refused})"
         );
+    }
+
+    #[test]
+    fn flag_bits_are_distinct_and_in_order() {
+        for (i, (bit, _)) in RESPONSE_FLAGS.iter().enumerate() {
+            assert_eq!(*bit, 1u64 << i, "RESPONSE_FLAGS[{i}]");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::completion::Completion;
 use super::start::{ActiveRequest, ClientCall};
 use crate::config::Config;
 use crate::ids::SpanId;
-use crate::otlp::{kv_int, kv_str, Event, Span, SpanKind, Status, StatusCode};
+use crate::otlp::{kv_int, kv_str, Event, Span, SpanFlags, SpanKind, Status, StatusCode};
 use crate::propagation::FLAG_SAMPLED;
 use crate::semconv as sc;
 use crate::status;
@@ -62,7 +62,7 @@ fn base_span(
         end_time_unix_nano: end_ns.max(req.start_ns),
         // OTLP span flags: bits 0-7 the W3C trace-flags (every finished span is recorded,
         // so sampled); bit 8: the parent's remoteness is known (set by callers, bit 9).
-        flags: 0x100 | u32::from(FLAG_SAMPLED),
+        flags: SpanFlags::ContextHasIsRemoteMask as u32 | u32::from(FLAG_SAMPLED),
         ..Default::default()
     }
 }
@@ -108,7 +108,7 @@ fn server_span(req: &ActiveRequest, done: &Completion, id: SpanId, route: Option
     );
     // OTLP span flags: bit 8 "has remote-parent info", bit 9 "parent is remote".
     span.flags |= if req.parent_span_id.is_some() {
-        0x200
+        SpanFlags::ContextIsRemoteMask as u32
     } else {
         0
     };
@@ -180,7 +180,7 @@ fn client_span(
         .map_or(done.end_ns, |t| t.min(done.end_ns));
     let mut span = base_span(req, call.span_id, parent, name, SpanKind::Client, end_ns);
     span.flags |= if req.server_span_id.is_none() && parent.is_some() {
-        0x200
+        SpanFlags::ContextIsRemoteMask as u32
     } else {
         0
     };
@@ -188,7 +188,7 @@ fn client_span(
     let a = &mut span.attributes;
     a.push(kv_str(sc::SPAN_KIND, sc::SPAN_KIND_CLIENT));
     a.push(kv_str(sc::SERVICE_NAME, call.target.service.clone()));
-    a.push(kv_str(sc::PEER_SERVICE, call.target.service.clone()));
+    a.push(kv_str(sc::SERVICE_PEER_NAME, call.target.service.clone()));
     a.push(kv_str(sc::ENVOY_CLUSTER, call.cluster.clone()));
     method_attrs(req, a);
     let authority = done.upstream_authority.as_deref().unwrap_or(&req.authority);
@@ -235,7 +235,7 @@ fn client_span(
     span.events.push(Event {
         time_unix_nano: req.start_ns,
         name: sc::EVENT_CALL_START.into(),
-        attributes: vec![kv_str(sc::PEER_SERVICE, call.target.service.clone())],
+        attributes: vec![kv_str(sc::SERVICE_PEER_NAME, call.target.service.clone())],
         ..Default::default()
     });
     if responded {

@@ -267,10 +267,10 @@ fn durable_object_attributes() {
         assert_eq!(
             attr_in(
                 &event(client, sc::EVENT_CALL_START).attributes,
-                sc::PEER_SERVICE
+                sc::SERVICE_PEER_NAME
             ),
             Some(Val::str("cart")),
-            "{reason}: the event names the same peer.service as the span"
+            "{reason}: the event names the same service.peer.name as the span"
         );
         assert_eq!(
             attr(r.server_span(), sc::DURABLE_OBJECT_NAME),

@@ -82,7 +82,7 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
     assert_eq!(attr_str(client, sc::SPAN_KIND), sc::SPAN_KIND_CLIENT);
     assert_eq!(attr_str(client, sc::URL_TEMPLATE), "/cart/:cartId/add");
     assert_eq!(attr_str(client, sc::SERVICE_NAME), "CART_SERVICE");
-    assert_eq!(attr_str(client, sc::PEER_SERVICE), "CART_SERVICE");
+    assert_eq!(attr_str(client, sc::SERVICE_PEER_NAME), "CART_SERVICE");
     assert_eq!(attr_str(client, sc::ENVOY_CLUSTER), "cart");
     assert_eq!(
         attr_str(client, sc::URL_FULL),

@@ -290,7 +290,7 @@ fn client_event_rows() {
         let start_ev = event(client, sc::EVENT_CALL_START);
         assert_eq!(start_ev.time_unix_nano, START, "{reason}");
         assert_eq!(
-            attr_in(&start_ev.attributes, sc::PEER_SERVICE),
+            attr_in(&start_ev.attributes, sc::SERVICE_PEER_NAME),
             Some(Val::str("PRODUCTS_SERVICE")),
             "{reason}"
         );
