@@ -71,15 +71,9 @@ impl HttpContext for Http {
             return;
         }
         let done = Completion::read(&ProxyHost);
-        let spans = tracer::finish(&shared.config, &req, &done);
-        let encoded: Vec<Vec<u8>> = spans
-            .iter()
-            .map(|s| {
-                let mut out = Vec::new();
-                otlp::encode_span_field(s, &mut out);
-                out
-            })
-            .collect();
+        let mut run = Vec::with_capacity(1024);
+        tracer::finish(&shared.config, &req, &done, &mut run);
+        let encoded: Vec<Vec<u8>> = otlp::split_span_fields(&run).map(<[u8]>::to_vec).collect();
         match shared.exporter.try_borrow_mut() {
             Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),
             // Cannot happen in a single-threaded VM unless a host callback re-enters; count

@@ -32,8 +32,32 @@ pub fn now_nanos() -> u64 {
 }
 
 thread_local! {
-    /// Fallback entropy state, only used if WASI randomness fails.
-    static FALLBACK: Cell<u64> = const { Cell::new(0x9e37_79b9_7f4a_7c15) };
+    /// The VM's id generator: seeded once from WASI randomness, then a fast PRNG per id,
+    /// instead of a `random_get` host call per request.
+    static IDS: Cell<Option<IdRng>> = const { Cell::new(None) };
+}
+
+/// wyrand (Wang Yi's 64-bit PRNG): passes BigCrush and PractRand, one multiply per output.
+/// Trace ids need uniqueness and W3C's "random" flag, not secrecy.
+#[derive(Clone, Copy)]
+struct IdRng(u64);
+
+impl IdRng {
+    fn seeded() -> IdRng {
+        let mut seed = [0u8; 8];
+        if getrandom::fill(&mut seed).is_err() {
+            // No WASI randomness: time and the address of a stack value, never a panic.
+            let t = now_nanos() ^ (std::ptr::addr_of!(seed) as u64).rotate_left(32);
+            seed = t.to_le_bytes();
+        }
+        IdRng(u64::from_le_bytes(seed))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
+        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
+        ((t >> 64) as u64) ^ (t as u64)
+    }
 }
 
 /// The per-request host: header maps and properties of the current HTTP stream.
@@ -45,22 +69,12 @@ impl Host for ProxyHost {
     }
 
     fn random_bytes(&self) -> [u8; 32] {
+        let mut rng = IDS.get().unwrap_or_else(IdRng::seeded);
         let mut buf = [0u8; 32];
-        if getrandom::fill(&mut buf).is_err() {
-            // splitmix64 over time and a counter: unique enough for ids, never a panic.
-            FALLBACK.with(|state| {
-                for chunk in buf.chunks_mut(8) {
-                    let mut z = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15) ^ now_nanos();
-                    state.set(z);
-                    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-                    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-                    z ^= z >> 31;
-                    for (dst, src) in chunk.iter_mut().zip(z.to_le_bytes()) {
-                        *dst = src;
-                    }
-                }
-            });
+        for chunk in buf.chunks_exact_mut(8) {
+            chunk.copy_from_slice(&rng.next().to_le_bytes());
         }
+        IDS.set(Some(rng));
         buf
     }
 
@@ -74,14 +88,14 @@ impl Host for ProxyHost {
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        // Remove every copy first, then add one: exactly one value goes upstream.
-        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-            .map_err(|s| err("remove header", s))?;
-        if let Some(v) = value {
-            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, v)
-                .map_err(|s| err("add header", s))?;
+        // One host call either way. Envoy's replace removes every copy and adds one value
+        // (proven by the duplicate-traceparent e2e case): exactly one goes upstream.
+        match value {
+            Some(v) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(v))
+                .map_err(|s| err("replace_header_map_value", s)),
+            None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+                .map_err(|s| err("remove_header_map_value", s)),
         }
-        Ok(())
     }
 }
 

@@ -20,6 +20,10 @@ pub struct Completion {
     /// `:path` and `:authority` of the request as routed (after Envoy's rewrites).
     pub upstream_path: Option<String>,
     pub upstream_authority: Option<String>,
+    /// `source.address`: the downstream peer (SERVER spans' `client.address`).
+    pub client_address: Option<String>,
+    /// `request.protocol` (`HTTP/1.1`, `HTTP/2`).
+    pub protocol: Option<String>,
 }
 
 impl Completion {
@@ -39,6 +43,8 @@ impl Completion {
             upstream_address: property_string(host.property(&["upstream", "address"])),
             upstream_path: header(&headers, ":path").map(str::to_string),
             upstream_authority: header(&headers, ":authority").map(str::to_string),
+            client_address: property_string(host.property(&["source", "address"])),
+            protocol: property_string(host.property(&["request", "protocol"])),
         }
     }
 

@@ -39,8 +39,6 @@ pub struct ActiveRequest {
     pub(super) scheme: String,
     pub(super) authority: String,
     pub(super) user_agent: Option<String>,
-    pub(super) client_address: Option<String>,
-    pub(super) protocol: Option<String>,
 }
 
 /// The upstream call a CLIENT span describes.
@@ -165,8 +163,6 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         scheme: header(&headers, ":scheme").unwrap_or("http").to_string(),
         authority: header(&headers, ":authority").unwrap_or("").to_string(),
         user_agent: header(&headers, "user-agent").map(str::to_string),
-        client_address: property_string(host.property(&["source", "address"])),
-        protocol: property_string(host.property(&["request", "protocol"])),
     };
 
     if let Some(root) = req

@@ -14,8 +14,12 @@ fn completion_is_read_from_envoy_attributes() {
             b"upstream_reset_before_response_started{connection_failure}",
         )
         .property(&["upstream", "address"], b"10.0.0.7:8080")
+        .property(&["source", "address"], b"192.0.2.10:51234")
+        .property(&["request", "protocol"], b"HTTP/2")
         .now(END);
     let done = Completion::read(&host);
+    assert_eq!(done.client_address.as_deref(), Some("192.0.2.10:51234"));
+    assert_eq!(done.protocol.as_deref(), Some("HTTP/2"));
     assert_eq!(done.end_ns, END);
     assert_eq!(done.status, 503);
     assert_eq!(done.flags, 0x20);

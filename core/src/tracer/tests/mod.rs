@@ -113,6 +113,7 @@ pub(super) fn answered(status: u16) -> Completion {
         upstream_address: Some("10.0.0.7:8080".into()),
         upstream_path: None,
         upstream_authority: None,
+        ..Default::default()
     }
 }
 
@@ -126,6 +127,7 @@ pub(super) fn connection_failure() -> Completion {
         upstream_address: None,
         upstream_path: None,
         upstream_authority: None,
+        ..Default::default()
     }
 }
 
@@ -139,6 +141,7 @@ pub(super) fn local_reply(status: u16, details: &str) -> Completion {
         upstream_address: None,
         upstream_path: None,
         upstream_authority: None,
+        ..Default::default()
     }
 }
 
@@ -177,10 +180,24 @@ pub(super) fn one_of_kind(spans: &[Span], kind: SpanKind) -> Option<&Span> {
     found.first().copied()
 }
 
+/// [`finish`], decoded back into `opentelemetry-proto` spans: every tracer test reads what
+/// the span writer produced through prost.
+pub(super) fn finish_spans(cfg: &Config, req: &ActiveRequest, done: &Completion) -> Vec<Span> {
+    use prost::Message;
+    let mut fields = Vec::new();
+    let n = finish(cfg, req, done, &mut fields);
+    // A run of `ScopeSpans.spans` fields is a valid `ScopeSpans` message by itself.
+    let spans = opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(fields.as_slice())
+        .expect("finish wrote invalid protobuf")
+        .spans;
+    assert_eq!(spans.len(), n, "finish's count matches what it wrote");
+    spans
+}
+
 pub(super) fn run(cfg: &Config, mut host: MockHost, done: &Completion) -> Run {
     let stats = MockStats::new();
     let req = start(cfg, &mut host, &stats);
-    let spans = finish(cfg, &req, done);
+    let spans = finish_spans(cfg, &req, done);
     Run {
         host,
         stats,

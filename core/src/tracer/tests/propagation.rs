@@ -11,7 +11,7 @@ fn client_span_ends_when_the_response_completed_server_span_at_log() {
     let upstream_done = START + 40;
     req.response_complete(upstream_done);
     req.response_complete(upstream_done + 5); // a later signal does not move it
-    let spans = finish(&cfg, &req, &answered(200));
+    let spans = finish_spans(&cfg, &req, &answered(200));
     let server = one_of_kind(&spans, SpanKind::Server).unwrap();
     let client = one_of_kind(&spans, SpanKind::Client).unwrap();
     assert_eq!(
@@ -30,7 +30,7 @@ fn client_span_ends_when_the_response_completed_server_span_at_log() {
     let mut host = request("GET", "/api/products/p-1", Some("products"));
     let mut req = start(&cfg, &mut host, &stats);
     req.response_complete(END + 1_000);
-    let spans = finish(&cfg, &req, &answered(200));
+    let spans = finish_spans(&cfg, &req, &answered(200));
     assert_eq!(
         one_of_kind(&spans, SpanKind::Client)
             .unwrap()
