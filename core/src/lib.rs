@@ -11,7 +11,8 @@ pub mod propagation;
 pub mod route;
 pub mod semconv;
 pub mod status;
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 pub mod testing;
 pub mod tracer;
 pub mod url;

@@ -2,7 +2,7 @@
 //! (in the style of Kuadrant/wasm-shim's test hosts), a [`MockStats`] that counts, and helpers
 //! for reading the OTLP spans the tracer builds.
 //!
-//! Compiled for tests only (`#[cfg(test)]` in `lib.rs`).
+//! Compiled for tests, and for the host micro-benchmarks with the `testing` feature.
 use crate::config::Config;
 use crate::host::{Host, HostError, HostErrorKind, Stats};
 use crate::metrics::Counter;
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 /// An in-memory [`Host`] for one request.
 ///
-/// `set_request_header` follows the trait contract (and `filter::proxy_host`): every existing
+/// `set_request_header` follows the trait contract (and the glue's `proxy_host`): every existing
 /// value of the header (case-insensitive) is removed, then the new value, if any, is appended.
 #[derive(Debug, Clone)]
 pub struct MockHost {
