@@ -144,12 +144,18 @@ mod tests {
 
     #[test]
     fn hex_rejects() {
-        for (input, reason) in [
-            ("4BF92F3577B34DA6A3CE929D0E0E4736", "upper case"),
-            ("4bf92f3577b34da6a3ce929d0e0e473", "too short"),
-            ("4bf92f3577b34da6a3ce929d0e0e47366", "too long"),
-            ("4bf92f3577b34da6a3ce929d0e0e473g", "not hex"),
-        ] {
+        struct Row {
+            input: &'static str,
+            reason: &'static str,
+        }
+        #[rustfmt::skip]
+        let rows = [
+            Row { input: "4BF92F3577B34DA6A3CE929D0E0E4736", reason: "upper case" },
+            Row { input: "4bf92f3577b34da6a3ce929d0e0e473", reason: "too short" },
+            Row { input: "4bf92f3577b34da6a3ce929d0e0e47366", reason: "too long" },
+            Row { input: "4bf92f3577b34da6a3ce929d0e0e473g", reason: "not hex" },
+        ];
+        for Row { input, reason } in rows {
             assert!(TraceId::from_hex(input).is_none(), "{reason}");
         }
     }

@@ -162,52 +162,37 @@ mod tests {
 
     #[test]
     fn match_rows() {
-        for (template, path, want, reason) in [
-            ("/api/products", "/api/products", Some(vec![]), "literal"),
-            (
-                "/api/products",
-                "/api/products/",
-                None,
-                "trailing slash is another path",
-            ),
-            ("/api/products", "/api/products/p-1", None, "extra segment"),
-            (
-                "/api/products/:id",
-                "/api/products/p-1",
-                Some(vec![("id", "p-1")]),
-                "one param",
-            ),
-            ("/api/products/:id", "/api/products/", None, "empty param"),
-            (
-                "/api/cart/:cartId/add",
-                "/api/cart/c-42/add",
-                Some(vec![("cartId", "c-42")]),
-                "param in the middle",
-            ),
-            (
-                "/api/cart/:cartId/add",
-                "/api/cart/c-42/remove",
-                None,
-                "literal after param differs",
-            ),
-            (
-                "/static/*",
-                "/static/a/b.css",
-                Some(vec![]),
-                "rest wildcard",
-            ),
-            ("/static/*", "/static", Some(vec![]), "rest may be empty"),
-            (
-                "/static/*",
-                "/staticx/a",
-                None,
-                "rest starts at a segment boundary",
-            ),
-            ("/", "/", Some(vec![]), "root"),
-        ] {
+        struct Row {
+            template: &'static str,
+            path: &'static str,
+            /// `None`: no match; `Some`: the captured parameters, in order.
+            params: Option<&'static [(&'static str, &'static str)]>,
+            reason: &'static str,
+        }
+        #[rustfmt::skip]
+        let rows = [
+            Row { template: "/api/products", path: "/api/products", params: Some(&[]), reason: "literal" },
+            Row { template: "/api/products", path: "/api/products/", params: None, reason: "trailing slash is another path" },
+            Row { template: "/api/products", path: "/api/products/p-1", params: None, reason: "extra segment" },
+            Row { template: "/api/products/:id", path: "/api/products/p-1", params: Some(&[("id", "p-1")]), reason: "one param" },
+            Row { template: "/api/products/:id", path: "/api/products/", params: None, reason: "empty param" },
+            Row { template: "/api/cart/:cartId/add", path: "/api/cart/c-42/add", params: Some(&[("cartId", "c-42")]), reason: "param in the middle" },
+            Row { template: "/api/cart/:cartId/add", path: "/api/cart/c-42/remove", params: None, reason: "literal after param differs" },
+            Row { template: "/static/*", path: "/static/a/b.css", params: Some(&[]), reason: "rest wildcard" },
+            Row { template: "/static/*", path: "/static", params: Some(&[]), reason: "rest may be empty" },
+            Row { template: "/static/*", path: "/staticx/a", params: None, reason: "rest starts at a segment boundary" },
+            Row { template: "/", path: "/", params: Some(&[]), reason: "root" },
+        ];
+        for Row {
+            template,
+            path,
+            params: want,
+            reason,
+        } in rows
+        {
             let got = t(template).matches(path);
             let want: Option<Params> = want.map(|v| {
-                v.into_iter()
+                v.iter()
                     .map(|(a, b)| (a.to_string(), b.to_string()))
                     .collect()
             });
@@ -217,30 +202,26 @@ mod tests {
 
     #[test]
     fn parse_errors() {
-        for (template, want, reason) in [
-            ("api/x", "must start with '/'", "relative"),
-            ("/a?b=1", "must not contain a query or fragment", "query"),
-            (
-                "/a/:",
-                "parameter ':' is not a name ([A-Za-z_][A-Za-z0-9_]*)",
-                "empty param name",
-            ),
-            (
-                "/a/:1x",
-                "parameter ':1x' is not a name ([A-Za-z_][A-Za-z0-9_]*)",
-                "param starts with digit",
-            ),
-            (
-                "/a/:id/:id",
-                "parameter ':id' appears twice",
-                "duplicate param",
-            ),
-            (
-                "/a/*/b",
-                "'*' is only allowed as the last segment",
-                "wildcard in middle",
-            ),
-        ] {
+        struct Row {
+            template: &'static str,
+            error: &'static str,
+            reason: &'static str,
+        }
+        #[rustfmt::skip]
+        let rows = [
+            Row { template: "api/x", error: "must start with '/'", reason: "relative" },
+            Row { template: "/a?b=1", error: "must not contain a query or fragment", reason: "query" },
+            Row { template: "/a/:", error: "parameter ':' is not a name ([A-Za-z_][A-Za-z0-9_]*)", reason: "empty param name" },
+            Row { template: "/a/:1x", error: "parameter ':1x' is not a name ([A-Za-z_][A-Za-z0-9_]*)", reason: "param starts with digit" },
+            Row { template: "/a/:id/:id", error: "parameter ':id' appears twice", reason: "duplicate param" },
+            Row { template: "/a/*/b", error: "'*' is only allowed as the last segment", reason: "wildcard in middle" },
+        ];
+        for Row {
+            template,
+            error: want,
+            reason,
+        } in rows
+        {
             assert_eq!(
                 RouteTemplate::parse(template).unwrap_err(),
                 want,

@@ -187,14 +187,26 @@ mod tests {
 
     #[test]
     fn server_rows() {
-        for (status, error, reason) in [
-            (200, false, "ok"),
-            (404, false, "4xx is not a server error"),
-            (499, false, "client closed"),
-            (500, true, "5xx"),
-            (503, true, "envoy local 503"),
-            (0, true, "nothing sent"),
-        ] {
+        struct Row {
+            status: u16,
+            error: bool,
+            reason: &'static str,
+        }
+        #[rustfmt::skip]
+        let rows = [
+            Row { status: 200, error: false, reason: "ok" },
+            Row { status: 404, error: false, reason: "4xx is not a server error" },
+            Row { status: 499, error: false, reason: "client closed" },
+            Row { status: 500, error: true, reason: "5xx" },
+            Row { status: 503, error: true, reason: "envoy local 503" },
+            Row { status: 0, error: true, reason: "nothing sent" },
+        ];
+        for Row {
+            status,
+            error,
+            reason,
+        } in rows
+        {
             assert_eq!(server_outcome(status).is_error, error, "{reason}");
         }
         assert_eq!(server_outcome(502).error_type.as_deref(), Some("502"));
@@ -202,36 +214,35 @@ mod tests {
 
     #[test]
     fn client_rows() {
-        for (status, responded, flags, want_type, reason) in [
-            (200, true, 0, None, "ok"),
-            (302, true, 0, None, "redirect"),
-            (404, true, 0, Some("404"), "4xx is a client-span error"),
-            (500, true, 0, Some("500"), "upstream 5xx"),
-            (
-                503,
-                false,
-                0x20,
-                Some("connection_failure"),
-                "connection refused",
-            ),
-            (504, false, 0x4, Some("timeout"), "upstream timeout"),
-            (503, false, 0x10, Some("upstream_reset"), "reset"),
-            (
-                503,
-                false,
-                0x8000 | 0x20,
-                Some("connection_failure"),
-                "retries exhausted, cause wins",
-            ),
-            (
-                503,
-                false,
-                0x2,
-                Some("no_healthy_upstream"),
-                "no healthy host",
-            ),
-            (0, false, 0, Some("_OTHER"), "unknown"),
-        ] {
+        struct Row {
+            status: u16,
+            responded: bool,
+            flags: u64,
+            /// `None`: not an error.
+            error_type: Option<&'static str>,
+            reason: &'static str,
+        }
+        #[rustfmt::skip]
+        let rows = [
+            Row { status: 200, responded: true, flags: 0, error_type: None, reason: "ok" },
+            Row { status: 302, responded: true, flags: 0, error_type: None, reason: "redirect" },
+            Row { status: 404, responded: true, flags: 0, error_type: Some("404"), reason: "4xx is a client-span error" },
+            Row { status: 500, responded: true, flags: 0, error_type: Some("500"), reason: "upstream 5xx" },
+            Row { status: 503, responded: false, flags: 0x20, error_type: Some("connection_failure"), reason: "connection refused" },
+            Row { status: 504, responded: false, flags: 0x4, error_type: Some("timeout"), reason: "upstream timeout" },
+            Row { status: 503, responded: false, flags: 0x10, error_type: Some("upstream_reset"), reason: "reset" },
+            Row { status: 503, responded: false, flags: 0x8000 | 0x20, error_type: Some("connection_failure"), reason: "retries exhausted, cause wins" },
+            Row { status: 503, responded: false, flags: 0x2, error_type: Some("no_healthy_upstream"), reason: "no healthy host" },
+            Row { status: 0, responded: false, flags: 0, error_type: Some("_OTHER"), reason: "unknown" },
+        ];
+        for Row {
+            status,
+            responded,
+            flags,
+            error_type: want_type,
+            reason,
+        } in rows
+        {
             let o = client_outcome(status, responded, flags, "");
             assert_eq!(o.error_type.as_deref(), want_type, "{reason}");
             assert_eq!(o.is_error, want_type.is_some(), "{reason}");

@@ -64,33 +64,28 @@ fn exported_span_flags_carry_the_w3c_sampled_flag() {
     // OTLP `Span.flags`: bits 0-7 are the W3C trace-flags of the span, bits 8-9 its
     // parent's remoteness. Every exported span is recorded, hence sampled: the low byte
     // must say so, matching the `-01` we propagate.
-    for (sampler, mode, incoming, reason) in [
-        ("parent_based_always_on", "gateway", None, "gateway root"),
-        (
-            "parent_based_always_on",
-            "gateway",
-            Some(PARENT),
-            "gateway child",
-        ),
-        (
-            "always_on",
-            "gateway",
-            Some(PARENT_UNSAMPLED),
-            "always_on over an unsampled parent",
-        ),
-        (
-            "parent_based_always_on",
-            "sidecar_inbound",
-            Some(PARENT),
-            "inbound sidecar",
-        ),
-        (
-            "parent_based_always_on",
-            "sidecar_outbound",
-            Some(PARENT),
-            "outbound sidecar",
-        ),
-    ] {
+    struct Row {
+        sampler: &'static str,
+        mode: &'static str,
+        /// The incoming `traceparent`, if any.
+        incoming: Option<&'static str>,
+        reason: &'static str,
+    }
+    #[rustfmt::skip]
+    let rows = [
+        Row { sampler: "parent_based_always_on", mode: "gateway", incoming: None, reason: "gateway root" },
+        Row { sampler: "parent_based_always_on", mode: "gateway", incoming: Some(PARENT), reason: "gateway child" },
+        Row { sampler: "always_on", mode: "gateway", incoming: Some(PARENT_UNSAMPLED), reason: "always_on over an unsampled parent" },
+        Row { sampler: "parent_based_always_on", mode: "sidecar_inbound", incoming: Some(PARENT), reason: "inbound sidecar" },
+        Row { sampler: "parent_based_always_on", mode: "sidecar_outbound", incoming: Some(PARENT), reason: "outbound sidecar" },
+    ];
+    for Row {
+        sampler,
+        mode,
+        incoming,
+        reason,
+    } in rows
+    {
         let json = GATEWAY.replacen(
             '{',
             &format!(r#"{{"sampler": "{sampler}", "mode": "{mode}","#),

@@ -7,157 +7,72 @@ fn span_naming_rows() {
     let gateway = config(GATEWAY);
     let do_param = config(DO_ROUTE_PARAM);
     let do_header = config(DO_HEADER);
-    // (config, method, path, cluster, extra header, rewritten upstream :path,
-    //  server name, client name, reason)
-    type Row<'a> = (
-        &'a Config,
-        &'a str,
-        &'a str,
-        &'a str,
-        Option<(&'a str, &'a str)>,
-        Option<&'a str>,
-        &'a str,
-        &'a str,
-        &'a str,
-    );
+    struct Row<'a> {
+        cfg: &'a Config,
+        method: &'static str,
+        path: &'static str,
+        cluster: &'static str,
+        /// One more request header.
+        header: Option<(&'static str, &'static str)>,
+        /// The upstream `:path` after a rewrite.
+        upstream_path: Option<&'static str>,
+        server_name: &'static str,
+        client_name: &'static str,
+        reason: &'static str,
+    }
+    #[rustfmt::skip]
     let rows: [Row; 12] = [
-        (
-            &gateway,
-            "GET",
-            "/healthz",
-            "auth",
-            None,
-            None,
-            "GET",
-            "AUTH_SERVICE GET",
-            "unmatched path",
-        ),
-        (
-            &gateway,
-            "GET",
-            "/api/products/p-1?ref=home",
-            "products",
-            None,
-            None,
-            "GET /api/products/:id",
-            "PRODUCTS_SERVICE GET /api/products/:id",
-            "query ignored; no rewrite: route's own template",
-        ),
-        (
-            &gateway,
-            "FOO",
-            "/healthz",
-            "auth",
-            None,
-            None,
-            "HTTP",
-            "AUTH_SERVICE HTTP",
-            "unknown method",
-        ),
-        (
-            &gateway,
-            "FOO",
-            "/api/products/p-1",
-            "products",
-            None,
-            None,
-            "HTTP /api/products/:id",
-            "PRODUCTS_SERVICE HTTP /api/products/:id",
-            "unknown method, matched route",
-        ),
-        (
-            &gateway,
-            "get",
-            "/healthz",
-            "auth",
-            None,
-            None,
-            "HTTP",
-            "AUTH_SERVICE HTTP",
-            "methods are case-sensitive",
-        ),
-        (
-            &gateway,
-            "GET",
-            "/healthz",
-            "inventory",
-            None,
-            None,
-            "GET",
-            "inventory GET",
-            "unmapped cluster is named after itself",
-        ),
-        (
-            &do_param,
-            "POST",
-            "/api/cart/c-42/add",
-            "cart",
-            None,
-            None,
-            "POST /api/cart/:cartId/add",
-            "CartDurableObject POST /cart/add",
-            "Durable Object, id from route param",
-        ),
-        (
-            &do_header,
-            "POST",
-            "/api/cart/c-42/add",
-            "cart",
-            Some(("x-cart-id", "c-99")),
-            None,
-            "POST /api/cart/:cartId/add",
-            "CartDurableObject POST /cart/add",
-            "Durable Object, id from header",
-        ),
-        (
-            &gateway,
-            "GET",
-            "/api/products/p-1",
-            "products",
-            None,
-            Some("/products/p-1?x=1"),
-            "GET /api/products/:id",
-            "PRODUCTS_SERVICE GET /products/:id",
-            "upstream template from the rewritten :path",
-        ),
-        (
-            &gateway,
-            "GET",
-            "/api/products/p-1",
-            "products",
-            None,
-            Some("/internal/p-1"),
-            "GET /api/products/:id",
-            "PRODUCTS_SERVICE GET /api/products/:id",
-            "rewritten path matches no route: route's own",
-        ),
-        (
-            &gateway,
-            "POST",
-            "/api/cart/c-42/add",
-            "cart",
-            None,
-            Some("/products/p-1"),
-            "POST /api/cart/:cartId/add",
-            "CART_SERVICE POST /cart/:cartId/add",
-            "configured upstream_template wins over the rewritten path",
-        ),
-        (
-            &gateway,
-            "GET",
-            "/healthz",
-            "auth",
-            None,
-            Some("/products/p-1"),
-            "GET",
-            "AUTH_SERVICE GET /products/:id",
-            "unmatched downstream, rewritten path matches",
-        ),
+        Row { cfg: &gateway, method: "GET", path: "/healthz", cluster: "auth", header: None, upstream_path: None,
+              server_name: "GET", client_name: "AUTH_SERVICE GET",
+              reason: "unmatched path" },
+        Row { cfg: &gateway, method: "GET", path: "/api/products/p-1?ref=home", cluster: "products", header: None, upstream_path: None,
+              server_name: "GET /api/products/:id", client_name: "PRODUCTS_SERVICE GET /api/products/:id",
+              reason: "query ignored; no rewrite: route's own template" },
+        Row { cfg: &gateway, method: "FOO", path: "/healthz", cluster: "auth", header: None, upstream_path: None,
+              server_name: "HTTP", client_name: "AUTH_SERVICE HTTP",
+              reason: "unknown method" },
+        Row { cfg: &gateway, method: "FOO", path: "/api/products/p-1", cluster: "products", header: None, upstream_path: None,
+              server_name: "HTTP /api/products/:id", client_name: "PRODUCTS_SERVICE HTTP /api/products/:id",
+              reason: "unknown method, matched route" },
+        Row { cfg: &gateway, method: "get", path: "/healthz", cluster: "auth", header: None, upstream_path: None,
+              server_name: "HTTP", client_name: "AUTH_SERVICE HTTP",
+              reason: "methods are case-sensitive" },
+        Row { cfg: &gateway, method: "GET", path: "/healthz", cluster: "inventory", header: None, upstream_path: None,
+              server_name: "GET", client_name: "inventory GET",
+              reason: "unmapped cluster is named after itself" },
+        Row { cfg: &do_param, method: "POST", path: "/api/cart/c-42/add", cluster: "cart", header: None, upstream_path: None,
+              server_name: "POST /api/cart/:cartId/add", client_name: "CartDurableObject POST /cart/add",
+              reason: "Durable Object, id from route param" },
+        Row { cfg: &do_header, method: "POST", path: "/api/cart/c-42/add", cluster: "cart", header: Some(("x-cart-id", "c-99")), upstream_path: None,
+              server_name: "POST /api/cart/:cartId/add", client_name: "CartDurableObject POST /cart/add",
+              reason: "Durable Object, id from header" },
+        Row { cfg: &gateway, method: "GET", path: "/api/products/p-1", cluster: "products", header: None, upstream_path: Some("/products/p-1?x=1"),
+              server_name: "GET /api/products/:id", client_name: "PRODUCTS_SERVICE GET /products/:id",
+              reason: "upstream template from the rewritten :path" },
+        Row { cfg: &gateway, method: "GET", path: "/api/products/p-1", cluster: "products", header: None, upstream_path: Some("/internal/p-1"),
+              server_name: "GET /api/products/:id", client_name: "PRODUCTS_SERVICE GET /api/products/:id",
+              reason: "rewritten path matches no route: route's own" },
+        Row { cfg: &gateway, method: "POST", path: "/api/cart/c-42/add", cluster: "cart", header: None, upstream_path: Some("/products/p-1"),
+              server_name: "POST /api/cart/:cartId/add", client_name: "CART_SERVICE POST /cart/:cartId/add",
+              reason: "configured upstream_template wins over the rewritten path" },
+        Row { cfg: &gateway, method: "GET", path: "/healthz", cluster: "auth", header: None, upstream_path: Some("/products/p-1"),
+              server_name: "GET", client_name: "AUTH_SERVICE GET /products/:id",
+              reason: "unmatched downstream, rewritten path matches" },
     ];
-    for (cfg, method, path, cluster, extra, upstream_path, want_server, want_client, reason) in rows
+    for Row {
+        cfg,
+        method,
+        path,
+        cluster,
+        header,
+        upstream_path,
+        server_name: want_server,
+        client_name: want_client,
+        reason,
+    } in rows
     {
         let mut host = request(method, path, Some(cluster));
-        if let Some((k, v)) = extra {
+        if let Some((k, v)) = header {
             host = host.header(k, v);
         }
         let done = Completion {
@@ -205,46 +120,31 @@ fn unknown_method_is_other_with_the_original_kept() {
 
 #[test]
 fn durable_object_attributes() {
-    // (config, path, header, want id, reason)
-    for (json, path, extra, want_id, reason) in [
-        (
-            DO_ROUTE_PARAM,
-            "/api/cart/c-42/add",
-            None,
-            Some("c-42"),
-            "route param",
-        ),
-        (
-            DO_ROUTE_PARAM,
-            "/cart/c-42",
-            None,
-            None,
-            "route not matched: no id",
-        ),
-        (
-            DO_HEADER,
-            "/api/cart/c-42/add",
-            Some(("x-cart-id", "c-99")),
-            Some("c-99"),
-            "header",
-        ),
-        (
-            DO_HEADER,
-            "/api/cart/c-42/add",
-            Some(("X-Cart-Id", "c-77")),
-            Some("c-77"),
-            "header name case-insensitive",
-        ),
-        (
-            DO_HEADER,
-            "/api/cart/c-42/add",
-            None,
-            None,
-            "header absent: no id",
-        ),
-    ] {
+    struct Row {
+        json: &'static str,
+        path: &'static str,
+        header: Option<(&'static str, &'static str)>,
+        want_id: Option<&'static str>,
+        reason: &'static str,
+    }
+    #[rustfmt::skip]
+    let rows = [
+        Row { json: DO_ROUTE_PARAM, path: "/api/cart/c-42/add", header: None, want_id: Some("c-42"), reason: "route param" },
+        Row { json: DO_ROUTE_PARAM, path: "/cart/c-42", header: None, want_id: None, reason: "route not matched: no id" },
+        Row { json: DO_HEADER, path: "/api/cart/c-42/add", header: Some(("x-cart-id", "c-99")), want_id: Some("c-99"), reason: "header" },
+        Row { json: DO_HEADER, path: "/api/cart/c-42/add", header: Some(("X-Cart-Id", "c-77")), want_id: Some("c-77"), reason: "header name case-insensitive" },
+        Row { json: DO_HEADER, path: "/api/cart/c-42/add", header: None, want_id: None, reason: "header absent: no id" },
+    ];
+    for Row {
+        json,
+        path,
+        header,
+        want_id,
+        reason,
+    } in rows
+    {
         let mut host = request("POST", path, Some("cart"));
-        if let Some((k, v)) = extra {
+        if let Some((k, v)) = header {
             host = host.header(k, v);
         }
         let r = run(&config(json), host, &answered(200));

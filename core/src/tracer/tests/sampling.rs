@@ -4,45 +4,32 @@ use super::*;
 
 #[test]
 fn sampling_rows() {
-    // (sampler, incoming traceparent, recorded, injected flags, reason)
-    for (sampler, incoming, recorded, flags, reason) in [
-        (
-            "parent_based_always_on",
-            None,
-            true,
-            "01",
-            "root is recorded",
-        ),
-        (
-            "parent_based_always_on",
-            Some(PARENT),
-            true,
-            "01",
-            "sampled parent",
-        ),
-        (
-            "parent_based_always_on",
-            Some(PARENT_UNSAMPLED),
-            false,
-            "00",
-            "unsampled parent",
-        ),
-        (
-            "always_on",
-            Some(PARENT_UNSAMPLED),
-            true,
-            "01",
-            "always_on overrides the parent",
-        ),
-        (
-            "always_off",
-            Some(PARENT),
-            false,
-            "00",
-            "always_off overrides the parent",
-        ),
-        ("always_off", None, false, "00", "always_off root"),
-    ] {
+    struct Row {
+        sampler: &'static str,
+        /// The incoming `traceparent`, if any.
+        incoming: Option<&'static str>,
+        recorded: bool,
+        /// The trace-flags of the `traceparent` sent upstream.
+        flags: &'static str,
+        reason: &'static str,
+    }
+    #[rustfmt::skip]
+    let rows = [
+        Row { sampler: "parent_based_always_on", incoming: None, recorded: true, flags: "01", reason: "root is recorded" },
+        Row { sampler: "parent_based_always_on", incoming: Some(PARENT), recorded: true, flags: "01", reason: "sampled parent" },
+        Row { sampler: "parent_based_always_on", incoming: Some(PARENT_UNSAMPLED), recorded: false, flags: "00", reason: "unsampled parent" },
+        Row { sampler: "always_on", incoming: Some(PARENT_UNSAMPLED), recorded: true, flags: "01", reason: "always_on overrides the parent" },
+        Row { sampler: "always_off", incoming: Some(PARENT), recorded: false, flags: "00", reason: "always_off overrides the parent" },
+        Row { sampler: "always_off", incoming: None, recorded: false, flags: "00", reason: "always_off root" },
+    ];
+    for Row {
+        sampler,
+        incoming,
+        recorded,
+        flags,
+        reason,
+    } in rows
+    {
         let mut host = request("GET", "/api/products/p-1", Some("products"));
         if let Some(tp) = incoming {
             host = host.header("traceparent", tp);

@@ -4,11 +4,29 @@ use super::*;
 
 #[test]
 fn status_rows() {
-    struct Want {
-        server_error: bool,
-        server_type: Option<&'static str>,
-        /// `None`: no CLIENT span. `Some((is_error, error.type))`.
-        client: Option<(bool, Option<&'static str>)>,
+    /// What a span's status says: UNSET, or ERROR with this `error.type`.
+    #[derive(Clone, Copy)]
+    enum Want {
+        Unset,
+        Error(&'static str),
+    }
+    use Want::{Error, Unset};
+    impl Want {
+        /// (is ERROR, `error.type`)
+        fn parts(self) -> (bool, Option<&'static str>) {
+            match self {
+                Unset => (false, None),
+                Error(ty) => (true, Some(ty)),
+            }
+        }
+    }
+    struct Row {
+        cluster: Option<&'static str>,
+        done: Completion,
+        server: Want,
+        /// `None`: no CLIENT span.
+        client: Option<Want>,
+        reason: &'static str,
     }
     let cfg = config(GATEWAY);
     let timeout = Completion {
@@ -29,145 +47,47 @@ fn status_rows() {
         code_details: String::new(),
         ..answered(200)
     };
-    for (cluster, done, want, reason) in [
-        (
-            Some("products"),
-            answered(200),
-            Want {
-                server_error: false,
-                server_type: None,
-                client: Some((false, None)),
-            },
-            "200 via upstream",
-        ),
-        (
-            Some("products"),
-            answered(302),
-            Want {
-                server_error: false,
-                server_type: None,
-                client: Some((false, None)),
-            },
-            "redirect",
-        ),
-        (
-            Some("products"),
-            answered(404),
-            Want {
-                server_error: false,
-                server_type: None,
-                client: Some((true, Some("404"))),
-            },
-            "404: client error only",
-        ),
-        (
-            Some("products"),
-            answered(500),
-            Want {
-                server_error: true,
-                server_type: Some("500"),
-                client: Some((true, Some("500"))),
-            },
-            "500: both",
-        ),
-        (
-            Some("products"),
-            connection_failure(),
-            Want {
-                server_error: true,
-                server_type: Some("503"),
-                client: Some((true, Some("connection_failure"))),
-            },
-            "connection failure",
-        ),
-        (
-            Some("products"),
-            timeout,
-            Want {
-                server_error: true,
-                server_type: Some("504"),
-                client: Some((true, Some("timeout"))),
-            },
-            "upstream timeout",
-        ),
-        (
-            Some("products"),
-            downstream_gone,
-            Want {
-                server_error: true,
-                server_type: Some("_OTHER"),
-                client: Some((true, Some("_OTHER"))),
-            },
-            "downstream left before the response",
-        ),
-        (
-            Some("products"),
-            legacy_no_details,
-            Want {
-                server_error: false,
-                server_type: None,
-                client: Some((false, None)),
-            },
-            "no code_details: responded from address and status",
-        ),
-        (
-            Some("products"),
-            local_reply(200, "direct_response"),
-            Want {
-                server_error: false,
-                server_type: None,
-                client: None,
-            },
-            "cluster but never attempted",
-        ),
-        (
-            Some("products"),
-            local_reply(403, "rbac_access_denied_matched_policy[none]"),
-            Want {
-                server_error: false,
-                server_type: None,
-                client: None,
-            },
-            "denied before the router",
-        ),
-        (
-            None,
-            local_reply(200, "direct_response"),
-            Want {
-                server_error: false,
-                server_type: None,
-                client: None,
-            },
-            "no cluster: direct response",
-        ),
-        (
-            None,
-            local_reply(503, "no_healthy_upstream"),
-            Want {
-                server_error: true,
-                server_type: Some("503"),
-                client: None,
-            },
-            "no cluster, local 503",
-        ),
-    ] {
+    #[rustfmt::skip]
+    let rows = [
+        Row { cluster: Some("products"), done: answered(200), server: Unset, client: Some(Unset), reason: "200 via upstream" },
+        Row { cluster: Some("products"), done: answered(302), server: Unset, client: Some(Unset), reason: "redirect" },
+        Row { cluster: Some("products"), done: answered(404), server: Unset, client: Some(Error("404")), reason: "404: client error only" },
+        Row { cluster: Some("products"), done: answered(500), server: Error("500"), client: Some(Error("500")), reason: "500: both" },
+        Row { cluster: Some("products"), done: connection_failure(), server: Error("503"), client: Some(Error("connection_failure")), reason: "connection failure" },
+        Row { cluster: Some("products"), done: timeout, server: Error("504"), client: Some(Error("timeout")), reason: "upstream timeout" },
+        Row { cluster: Some("products"), done: downstream_gone, server: Error("_OTHER"), client: Some(Error("_OTHER")), reason: "downstream left before the response" },
+        Row { cluster: Some("products"), done: legacy_no_details, server: Unset, client: Some(Unset), reason: "no code_details: responded from address and status" },
+        Row { cluster: Some("products"), done: local_reply(200, "direct_response"), server: Unset, client: None, reason: "cluster but never attempted" },
+        Row { cluster: Some("products"), done: local_reply(403, "rbac_access_denied_matched_policy[none]"), server: Unset, client: None, reason: "denied before the router" },
+        Row { cluster: None, done: local_reply(200, "direct_response"), server: Unset, client: None, reason: "no cluster: direct response" },
+        Row { cluster: None, done: local_reply(503, "no_healthy_upstream"), server: Error("503"), client: None, reason: "no cluster, local 503" },
+    ];
+    for Row {
+        cluster,
+        done,
+        server: want_server,
+        client: want_client,
+        reason,
+    } in rows
+    {
+        let (server_error, server_type) = want_server.parts();
         let r = run(&cfg, request("GET", "/api/products/p-1", cluster), &done);
         let server = r.server_span();
         assert_eq!(
             is_error(server),
-            want.server_error,
+            server_error,
             "{reason}: server status {:?}",
             server.status
         );
-        if !want.server_error {
+        if !server_error {
             assert_eq!(server.status, None, "{reason}: server UNSET");
         }
         assert_eq!(
             error_type(server).as_deref(),
-            want.server_type,
+            server_type,
             "{reason}: server error.type"
         );
-        match (r.client(), want.client) {
+        match (r.client(), want_client.map(Want::parts)) {
             (None, None) => {}
             (Some(c), Some((err, ty))) => {
                 assert_eq!(is_error(c), err, "{reason}: client status {:?}", c.status);
@@ -258,28 +178,24 @@ fn no_cluster_means_server_only_and_nothing_injected() {
 
 #[test]
 fn client_event_rows() {
-    for (done, want, reason) in [
-        (
-            answered(200),
-            vec!["call.start", "call.complete"],
-            "answered",
-        ),
-        (
-            answered(404),
-            vec!["call.start", "call.complete", "exception"],
-            "answered with an error",
-        ),
-        (
-            answered(503),
-            vec!["call.start", "call.complete", "exception"],
-            "upstream's own 503",
-        ),
-        (
-            connection_failure(),
-            vec!["call.start", "exception"],
-            "no answer",
-        ),
-    ] {
+    struct Row {
+        done: Completion,
+        events: &'static [&'static str],
+        reason: &'static str,
+    }
+    #[rustfmt::skip]
+    let rows = [
+        Row { done: answered(200), events: &["call.start", "call.complete"], reason: "answered" },
+        Row { done: answered(404), events: &["call.start", "call.complete", "exception"], reason: "answered with an error" },
+        Row { done: answered(503), events: &["call.start", "call.complete", "exception"], reason: "upstream's own 503" },
+        Row { done: connection_failure(), events: &["call.start", "exception"], reason: "no answer" },
+    ];
+    for Row {
+        done,
+        events: want,
+        reason,
+    } in rows
+    {
         let r = run(
             &config(GATEWAY),
             request("GET", "/api/products/p-1", Some("products")),
