@@ -34,7 +34,10 @@ fn host() -> MockHost {
         .header(":scheme", "http")
         .header(":authority", "shop.example")
         .header("user-agent", "wrk")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .property(&["xds", "cluster_name"], b"products")
         .now(1_700_000_000_000_000_000)
 }
@@ -53,8 +56,25 @@ fn done() -> Completion {
     }
 }
 
-/// Median ns/iteration of `f` over 5 runs of about 200 ms each.
+/// Median ns/iteration of `f` over 5 runs of about 200 ms each. With `BENCH_ITERS=N` each
+/// case instead runs exactly N times (for instruction counting under callgrind) and
+/// `BENCH_ONLY=<prefix>` picks cases by name.
 fn bench(name: &str, mut f: impl FnMut()) {
+    if let Ok(only) = std::env::var("BENCH_ONLY") {
+        if !name.starts_with(&only) {
+            return;
+        }
+    }
+    if let Some(n) = std::env::var("BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        for _ in 0..n {
+            f();
+        }
+        println!("{name:<44} {n} iterations");
+        return;
+    }
     for _ in 0..1_000 {
         f();
     }

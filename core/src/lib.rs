@@ -12,7 +12,12 @@ pub mod route;
 pub mod semconv;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 pub mod testing;
 pub mod tracer;
 pub mod url;
