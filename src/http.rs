@@ -66,13 +66,16 @@ impl HttpContext for Http {
         let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
             return;
         };
-        // An unsampled request produces no spans: skip reading Envoy's log-phase attributes.
-        if !req.recorded {
+        // An unsampled request produces no spans (unless failures are kept): skip reading
+        // Envoy's log-phase attributes.
+        if !req.wants_completion(&shared.config) {
             return;
         }
-        let done = Completion::read(&ProxyHost);
+        let done = Completion::read(&ProxyHost, &shared.config);
         let mut run = Vec::with_capacity(1024);
-        tracer::finish(&shared.config, &req, &done, &mut run);
+        if tracer::finish(&shared.config, &req, &done, &shared.stats, &mut run) == 0 {
+            return;
+        }
         let encoded: Vec<Vec<u8>> = otlp::split_span_fields(&run).map(<[u8]>::to_vec).collect();
         match shared.exporter.try_borrow_mut() {
             Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),

@@ -4,6 +4,7 @@
 //! implemented over proxy-wasm host calls. This is the only crate that names `proxy_wasm`;
 //! everything it decides is decided in the core.
 
+mod abi;
 mod http;
 mod proxy_host;
 mod root;

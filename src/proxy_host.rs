@@ -2,12 +2,13 @@
 //! always in their `Result`-returning form: a failed host call degrades tracing, never the
 //! request.
 
+use crate::abi;
 use gateway_tracing_core::host::{
     ExportHost, ExportRequest, Host, HostError, HostErrorKind, Stats,
 };
 use gateway_tracing_core::metrics::Counter;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, MetricType, Status};
+use proxy_wasm::types::{MetricType, Status};
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -79,22 +80,27 @@ impl Host for ProxyHost {
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
-        hostcalls::get_property(path.to_vec()).map_err(|s| err("get_property", s))
+        abi::property(path)
     }
 
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .map_err(|s| err("get_header_map_pairs", s))
+        abi::header_map(abi::REQUEST_HEADERS)
+    }
+
+    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        abi::header_map(abi::RESPONSE_HEADERS)
+    }
+
+    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        abi::set_property(&[key], value)
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         // One host call either way. Envoy's replace removes every copy and adds one value
         // (proven by the duplicate-traceparent e2e case): exactly one goes upstream.
         match value {
-            Some(v) => hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(v))
-                .map_err(|s| err("replace_header_map_value", s)),
-            None => hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                .map_err(|s| err("remove_header_map_value", s)),
+            Some(v) => abi::replace_header(abi::REQUEST_HEADERS, name, v),
+            None => abi::remove_header(abi::REQUEST_HEADERS, name),
         }
     }
 }

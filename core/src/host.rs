@@ -18,6 +18,10 @@ pub trait Host {
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    /// All response headers (log phase), in order, duplicates kept.
+    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    /// Sets a filter-state value for this stream (Envoy stores it as `wasm.<key>`).
+    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError>;
 }
 
 /// Sending an export request (`dispatch_http_call`) and steering the flush timer.
@@ -145,5 +149,70 @@ impl crate::propagation::Injector for HostInjector<'_> {
         if let Err(e) = self.host.set_request_header(name, None) {
             self.failed = Some(e);
         }
+    }
+}
+
+/// The ABI's header-map serialisation: `u32` count, `count` pairs of `u32` (key length,
+/// value length), then each key and value followed by a NUL. A malformed buffer yields the
+/// pairs read so far; a non-UTF-8 name is kept lossily. Never panics.
+pub fn decode_header_map(b: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(bytes)).ok()
+    };
+    let Some(count) = u32_at(0) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(count.min(256));
+    let mut p = 4 + count.saturating_mul(8);
+    for n in 0..count {
+        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
+            break;
+        };
+        let (Some(k), Some(v)) = (b.get(p..p + klen), b.get(p + klen + 1..p + klen + 1 + vlen))
+        else {
+            break;
+        };
+        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
+        p += klen + 1 + vlen + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod header_map_tests {
+    use super::*;
+
+    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs {
+            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            out.extend_from_slice(k.as_bytes());
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn header_pairs_round_trip_and_malformed_input_never_panics() {
+        let pairs: [(&str, &[u8]); 3] = [
+            (":path", b"/a"),
+            ("traceparent", b"x"),
+            ("traceparent", b"\xff\x80"),
+        ];
+        let b = serialize(&pairs);
+        let got = decode_header_map(&b);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], ("traceparent".to_string(), b"\xff\x80".to_vec()));
+        for cut in 0..b.len() {
+            let partial = decode_header_map(&b[..cut]);
+            assert!(partial.len() <= 3);
+        }
+        assert!(decode_header_map(&[0xff, 0xff, 0xff, 0xff]).is_empty());
     }
 }

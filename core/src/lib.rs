@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod propagation;
 pub mod route;
+pub mod sampler;
 pub mod semconv;
 pub mod status;
 #[cfg(any(test, feature = "testing"))]

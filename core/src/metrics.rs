@@ -44,6 +44,8 @@ counters! {
     TraceparentInvalid => "traceparent_invalid", "Incoming traceparent headers that were invalid (trace restarted).";
     TracestateInvalid => "tracestate_invalid", "Incoming tracestate headers that were invalid (dropped).";
     InjectFailed => "inject_failed", "Trace context could not be written to the upstream request.";
+    RequestsKeptForError => "requests_kept_for_error", "Requests not sampled but recorded because they failed (sampler_keep_errors).";
+    DurableObjectIdMissing => "durable_object_id_missing", "Calls to a Durable Object cluster whose id (route param or header) was missing.";
 }
 
 impl Counter {

@@ -36,7 +36,16 @@ impl RouteTemplate {
         let mut segments = Vec::new();
         let parts: Vec<&str> = raw.split('/').skip(1).collect();
         for (i, part) in parts.iter().enumerate() {
-            if let Some(name) = part.strip_prefix(':') {
+            // `:id` (Express style) or `{id}` (OpenAPI style), a whole segment either way.
+            let param = part
+                .strip_prefix(':')
+                .or_else(|| part.strip_prefix('{').and_then(|p| p.strip_suffix('}')));
+            if part.contains(['{', '}']) && param.is_none_or(|_| !part.starts_with('{')) {
+                return Err(format!(
+                    "'{part}': an OpenAPI-style parameter must be a whole segment, like /shop/{{id}} or /shop/:id"
+                ));
+            }
+            if let Some(name) = param {
                 if !is_name(name) {
                     return Err(format!(
                         "parameter ':{name}' is not a name ([A-Za-z_][A-Za-z0-9_]*)"
@@ -105,6 +114,8 @@ impl RouteTemplate {
 pub struct Route {
     pub template: RouteTemplate,
     pub upstream_template: Option<RouteTemplate>,
+    /// The route's own sampling ratio, if configured.
+    pub ratio: Option<crate::sampler::Ratio>,
 }
 
 /// Ordered routes; the first match wins.
@@ -128,7 +139,8 @@ impl RouteTable {
     }
 
     /// The template that names what the upstream receives: the route's `upstream_template`,
-    /// else a template matching the (possibly rewritten) upstream path, else the route's own.
+    /// else a template matching the (possibly rewritten) upstream path, else the route's own
+    /// when it matches that path too (or the upstream path is unknown); otherwise `None`.
     pub fn upstream_template<'a>(
         &'a self,
         route: Option<&'a Route>,
@@ -137,10 +149,19 @@ impl RouteTable {
         if let Some(t) = route.and_then(|r| r.upstream_template.as_ref()) {
             return Some(t);
         }
-        if let Some(found) = upstream_path.and_then(|p| self.find(p)) {
-            return Some(&found.0.template);
+        match upstream_path {
+            Some(p) => {
+                if let Some(found) = self.find(p) {
+                    return Some(&found.0.template);
+                }
+                // The downstream template names the upstream path only if it matches it (no
+                // rewrite, or one that kept its shape); otherwise nothing is known.
+                route
+                    .map(|r| &r.template)
+                    .filter(|t| t.matches(p).is_some())
+            }
+            None => route.map(|r| &r.template),
         }
-        route.map(|r| &r.template)
     }
 }
 
@@ -182,6 +203,8 @@ mod tests {
             Row { template: "/static/*", path: "/static", params: Some(&[]), reason: "rest may be empty" },
             Row { template: "/static/*", path: "/staticx/a", params: None, reason: "rest starts at a segment boundary" },
             Row { template: "/", path: "/", params: Some(&[]), reason: "root" },
+            Row { template: "/shop/{id}", path: "/shop/s-1", params: Some(&[("id", "s-1")]), reason: "OpenAPI-style {param} is a param too" },
+            Row { template: "/shop/{id}/items/:item", path: "/shop/s-1/items/i-2", params: Some(&[("id", "s-1"), ("item", "i-2")]), reason: "both styles in one template" },
         ];
         for Row {
             template,
@@ -215,6 +238,9 @@ mod tests {
             Row { template: "/a/:1x", error: "parameter ':1x' is not a name ([A-Za-z_][A-Za-z0-9_]*)", reason: "param starts with digit" },
             Row { template: "/a/:id/:id", error: "parameter ':id' appears twice", reason: "duplicate param" },
             Row { template: "/a/*/b", error: "'*' is only allowed as the last segment", reason: "wildcard in middle" },
+            Row { template: "/shop/id-{id}", error: "'id-{id}': an OpenAPI-style parameter must be a whole segment, like /shop/{id} or /shop/:id", reason: "partial-segment OpenAPI param is refused, not silently literal" },
+            Row { template: "/shop/{id", error: "'{id': an OpenAPI-style parameter must be a whole segment, like /shop/{id} or /shop/:id", reason: "unbalanced brace" },
+            Row { template: "/shop/{1}", error: "parameter ':1' is not a name ([A-Za-z_][A-Za-z0-9_]*)", reason: "OpenAPI param name checked like :param" },
         ];
         for Row {
             template,
@@ -237,14 +263,17 @@ mod tests {
                 Route {
                     template: t("/api/products/featured"),
                     upstream_template: None,
+                    ratio: None,
                 },
                 Route {
                     template: t("/api/products/:id"),
                     upstream_template: Some(t("/products/:id")),
+                    ratio: None,
                 },
                 Route {
                     template: t("/products/:id"),
                     upstream_template: None,
+                    ratio: None,
                 },
             ],
         };
@@ -264,5 +293,28 @@ mod tests {
             "/products/:id"
         );
         assert!(table.upstream_template(None, Some("/nothing")).is_none());
+
+        // A rewrite that leaves no template matching: the downstream template does not name
+        // the upstream path (it used to), so there is none.
+        let (featured, _) = table.find("/api/products/featured").unwrap();
+        assert!(table
+            .upstream_template(Some(featured), Some("/internal/x"))
+            .is_none());
+        assert_eq!(
+            table
+                .upstream_template(Some(featured), Some("/api/products/featured"))
+                .unwrap()
+                .as_str(),
+            "/api/products/featured",
+            "no rewrite: the route's own template"
+        );
+        assert_eq!(
+            table
+                .upstream_template(Some(featured), None)
+                .unwrap()
+                .as_str(),
+            "/api/products/featured",
+            "upstream path unknown: the route's own template"
+        );
     }
 }

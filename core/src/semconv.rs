@@ -26,6 +26,12 @@ pub const SPAN_KIND: &str = "span.kind";
 // --- Durable Object targets (seed) ----------------------------------------------------------
 pub const DURABLE_OBJECT_NAME: &str = "durable_object.name";
 pub const DURABLE_OBJECT_ID: &str = "durable_object.id";
+/// `true` on a Durable Object call whose id (route param or header) was missing.
+pub const DURABLE_OBJECT_ID_MISSING: &str = "durable_object.id_missing";
+
+// --- Header attributes (semconv: `http.request.header.<lower-case name>`, string arrays) ----
+pub const HTTP_REQUEST_HEADER_PREFIX: &str = "http.request.header.";
+pub const HTTP_RESPONSE_HEADER_PREFIX: &str = "http.response.header.";
 
 // --- Envoy specifics (this project) ---------------------------------------------------------
 pub const ENVOY_CLUSTER: &str = "envoy.cluster.name";

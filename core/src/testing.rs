@@ -24,6 +24,9 @@ pub struct MockHost {
     fail_set: bool,
     /// Every `set_request_header` call, in order: `(name, value)`, `None` for a removal.
     pub set_calls: Vec<(String, Option<String>)>,
+    response_headers: Vec<(String, Vec<u8>)>,
+    /// Filter state set by the tracer: `(key, value)`.
+    pub filter_state: Vec<(String, String)>,
 }
 
 impl Default for MockHost {
@@ -41,12 +44,21 @@ impl MockHost {
             random: [0x11; 32],
             fail_set: false,
             set_calls: Vec::new(),
+            response_headers: Vec::new(),
+            filter_state: Vec::new(),
         }
     }
 
     /// Appends a request header (duplicates are kept, in order).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers
+            .push((name.to_string(), value.as_bytes().to_vec()));
+        self
+    }
+
+    /// Appends a response header (read in the log phase).
+    pub fn response_header(mut self, name: &str, value: &str) -> Self {
+        self.response_headers
             .push((name.to_string(), value.as_bytes().to_vec()));
         self
     }
@@ -128,6 +140,16 @@ impl Host for MockHost {
 
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
         Ok(self.headers.clone())
+    }
+
+    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+        Ok(self.response_headers.clone())
+    }
+
+    fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
+        self.filter_state
+            .push((key.to_string(), String::from_utf8_lossy(value).into_owned()));
+        Ok(())
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError> {

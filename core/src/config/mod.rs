@@ -42,16 +42,47 @@ pub enum Mode {
     SidecarOutbound,
 }
 
-/// Which requests are recorded. Non-recorded requests still propagate context.
+pub use crate::sampler::{Ratio, Sampler};
+
+/// Which attribute names spans carry, like `OTEL_SEMCONV_STABILITY_OPT_IN`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum Sampler {
-    /// Follow the incoming sampled flag; record everything that starts here (OTel default).
+pub enum Semconv {
+    /// Stable HTTP semconv names only; no `span.kind` attribute; no status description where
+    /// the status code says it all.
+    Stable,
+    /// The seed's legacy names only (`http.method`, `http.url`, `http.status_code`,
+    /// `span.kind`), plus what has no legacy name.
+    Legacy,
+    /// Both, so the seed's queries keep working while dashboards move to stable names.
     #[default]
-    ParentBasedAlwaysOn,
-    AlwaysOn,
-    AlwaysOff,
+    Both,
 }
+
+impl Semconv {
+    pub fn stable(self) -> bool {
+        self != Semconv::Legacy
+    }
+    pub fn legacy(self) -> bool {
+        self != Semconv::Stable
+    }
+}
+
+/// Request headers recorded by default (`http.request.header.x-request-id`) when present.
+pub const DEFAULT_REQUEST_HEADERS: [&str; 1] = ["x-request-id"];
+/// Header values never recorded, even when allow-listed (their attribute says `REDACTED`).
+pub const DEFAULT_REDACT_HEADERS: [&str; 6] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-api-key",
+    "x-honeycomb-team",
+];
+/// What a redacted header value is replaced with.
+pub const REDACTED: &str = "REDACTED";
+/// At most this many header names per allowlist (each costs a lookup per recorded request).
+pub const MAX_RECORDED_HEADERS: usize = 32;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +95,26 @@ pub struct RawConfig {
     pub resource_attributes: BTreeMap<String, String>,
     #[serde(default)]
     pub sampler: Sampler,
+    /// The probability of the `*traceidratio` samplers (`OTEL_TRACES_SAMPLER_ARG`).
+    #[serde(default)]
+    pub sampler_ratio: Option<f64>,
+    /// Record a request that ends in 5xx or an upstream failure even when not sampled.
+    #[serde(default)]
+    pub sampler_keep_errors: bool,
+    #[serde(default)]
+    pub semconv: Semconv,
+    #[serde(default)]
+    pub request_headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub response_headers: Vec<String>,
+    #[serde(default)]
+    pub redact_headers: Option<Vec<String>>,
+    /// Put the request's trace and span ids in filter state for the access log.
+    #[serde(default)]
+    pub access_log_ids: bool,
+    /// Per-target call counters and duration histograms (Envoy stats).
+    #[serde(default)]
+    pub call_metrics: bool,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     #[serde(default)]
@@ -96,6 +147,18 @@ pub struct Config {
     pub service_name: String,
     pub resource_attributes: Vec<(String, String)>,
     pub sampler: Sampler,
+    /// The global ratio of the `*traceidratio` samplers (routes may override).
+    pub ratio: Ratio,
+    pub keep_errors: bool,
+    pub semconv: Semconv,
+    /// Lower-cased request header names recorded as `http.request.header.<name>`.
+    pub request_headers: Vec<String>,
+    /// Lower-cased response header names recorded as `http.response.header.<name>`.
+    pub response_headers: Vec<String>,
+    /// Lower-cased header names whose values are replaced with [`REDACTED`].
+    pub redact_headers: Vec<String>,
+    pub access_log_ids: bool,
+    pub call_metrics: bool,
     pub routes: RouteTable,
     pub clusters: BTreeMap<String, ClusterTarget>,
     pub exporter: ExporterConfig,
@@ -219,7 +282,32 @@ pub fn validate(
         resource_attributes.push((k.clone(), v));
     }
 
-    let routes = routes::validate(&raw.routes)?;
+    let ratio = match raw.sampler_ratio {
+        None => Ratio::ALWAYS,
+        Some(p) => {
+            if !raw.sampler.uses_ratio() {
+                return Err(err(
+                    "sampler_ratio",
+                    p.to_string(),
+                    "only the traceidratio and parentbased_traceidratio samplers use a ratio",
+                ));
+            }
+            Ratio::new(p)
+                .ok_or_else(|| err("sampler_ratio", p.to_string(), "must be between 0 and 1"))?
+        }
+    };
+    let request_headers = header_list(
+        "request_headers",
+        raw.request_headers
+            .unwrap_or_else(|| DEFAULT_REQUEST_HEADERS.map(String::from).to_vec()),
+    )?;
+    let response_headers = header_list("response_headers", raw.response_headers)?;
+    let redact_headers = header_list(
+        "redact_headers",
+        raw.redact_headers
+            .unwrap_or_else(|| DEFAULT_REDACT_HEADERS.map(String::from).to_vec()),
+    )?;
+    let routes = routes::validate(&raw.routes, raw.sampler)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
 
@@ -228,6 +316,14 @@ pub fn validate(
         service_name,
         resource_attributes,
         sampler: raw.sampler,
+        ratio,
+        keep_errors: raw.sampler_keep_errors,
+        semconv: raw.semconv,
+        request_headers,
+        response_headers,
+        redact_headers,
+        access_log_ids: raw.access_log_ids,
+        call_metrics: raw.call_metrics,
         routes,
         clusters,
         exporter,
@@ -243,6 +339,34 @@ pub(crate) fn check_range(field: &str, v: u64, min: u64, max: u64) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// A header-name list: lower-cased (header names are case-insensitive), each a valid token,
+/// no duplicates, at most [`MAX_RECORDED_HEADERS`].
+fn header_list(field: &str, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if names.len() > MAX_RECORDED_HEADERS {
+        return Err(err(
+            field,
+            names.len().to_string(),
+            format!("at most {MAX_RECORDED_HEADERS} header names"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for (i, name) in names.into_iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        if !is_header_name(&lower) || lower.starts_with(':') {
+            return Err(err(
+                format!("{field}[{i}]"),
+                name,
+                "must be an HTTP header name",
+            ));
+        }
+        if out.contains(&lower) {
+            return Err(err(format!("{field}[{i}]"), name, "is listed twice"));
+        }
+        out.push(lower);
+    }
+    Ok(out)
 }
 
 pub(crate) fn is_header_name(h: &str) -> bool {

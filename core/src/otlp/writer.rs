@@ -43,6 +43,7 @@ const TAG_STATUS_CODE: u8 = 0x18; // 3, enum
 const TAG_KV_KEY: u8 = 0x0a; // 1, string
 const TAG_KV_VALUE: u8 = 0x12; // 2, AnyValue
 const TAG_ANY_STRING: u8 = 0x0a; // AnyValue.string_value = 1
+const TAG_ANY_BOOL: u8 = 0x10; // AnyValue.bool_value = 2
 const TAG_ANY_INT: u8 = 0x18; // AnyValue.int_value = 3
 const TAG_ANY_ARRAY: u8 = 0x2a; // AnyValue.array_value = 5
 const TAG_ARRAY_VALUES: u8 = 0x0a; // ArrayValue.values = 1
@@ -115,6 +116,42 @@ impl Attrs<'_> {
         self.kv_head(key, 1 + encoded_len_varint(v));
         self.out.push(TAG_ANY_INT);
         encode_varint(v, self.out);
+    }
+
+    /// A boolean attribute.
+    pub fn bool(&mut self, key: &str, value: bool) {
+        self.kv_head(key, 2);
+        self.out.push(TAG_ANY_BOOL);
+        self.out.push(u8::from(value));
+    }
+
+    /// A string-array attribute whose key is written from pieces (`http.request.header.` +
+    /// name).
+    pub fn str_array_key(&mut self, key: &[&str], values: &[&str]) {
+        let key_len: usize = key.iter().map(|k| k.len()).sum();
+        let elem_len = |v: &str| 1 + len_delimited_len(v.len());
+        let array_len: usize = values
+            .iter()
+            .map(|v| 1 + len_delimited_len(elem_len(v)))
+            .sum();
+        let any_len = 1 + len_delimited_len(array_len);
+        let kv_len = 1 + len_delimited_len(key_len) + 1 + len_delimited_len(any_len);
+        self.out.push(self.tag);
+        encode_varint(kv_len as u64, self.out);
+        self.out.push(TAG_KV_KEY);
+        encode_varint(key_len as u64, self.out);
+        for k in key {
+            self.out.extend_from_slice(k.as_bytes());
+        }
+        self.out.push(TAG_KV_VALUE);
+        encode_varint(any_len as u64, self.out);
+        self.out.push(TAG_ANY_ARRAY);
+        encode_varint(array_len as u64, self.out);
+        for v in values {
+            self.out.push(TAG_ARRAY_VALUES);
+            encode_varint(elem_len(v) as u64, self.out);
+            put_bytes(self.out, TAG_ANY_STRING, v.as_bytes());
+        }
     }
 
     /// A string-array attribute (`array_value` of `string_value`s).
@@ -338,6 +375,8 @@ mod tests {
         a.int("zero", 0);
         a.str("empty", "");
         a.str_array("http.request.header.x-tenant", &["a", "", &long]);
+        a.str_array_key(&["http.response.header.", "x-b"], &["b"]);
+        a.bool("durable_object.id_missing", true);
         w.event(1_700_000_000_000_000_001, "call.start", |a| {
             a.str("service.peer.name", "CART")
         });
@@ -365,6 +404,14 @@ mod tests {
                 kv_int("zero", 0),
                 kv_str("empty", ""),
                 kv_array("http.request.header.x-tenant", &["a", "", &long]),
+                kv_array("http.response.header.x-b", &["b"]),
+                KeyValue {
+                    key: "durable_object.id_missing".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::BoolValue(true)),
+                    }),
+                    ..Default::default()
+                },
             ],
             events: vec![
                 Event {

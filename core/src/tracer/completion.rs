@@ -2,6 +2,8 @@
 //! address, the request's `:path`/`:authority` as routed). The only host reads of the log
 //! phase live here.
 
+use super::start::capture_headers;
+use crate::config::Config;
 use crate::host::{header, property_bytes, property_string, property_u64, Host};
 use crate::status;
 
@@ -24,11 +26,13 @@ pub struct Completion {
     pub client_address: Option<String>,
     /// `request.protocol` (`HTTP/1.1`, `HTTP/2`).
     pub protocol: Option<String>,
+    /// Allow-listed response headers: (index in `config.response_headers`, values).
+    pub response_headers: Vec<(usize, Vec<String>)>,
 }
 
 impl Completion {
     /// Reads the completion from the host in the log phase.
-    pub fn read(host: &dyn Host) -> Completion {
+    pub fn read(host: &dyn Host, config: &Config) -> Completion {
         let headers = host.request_headers().unwrap_or_default();
         let u64_prop =
             |path: &[&str]| property_bytes(host.property(path)).and_then(|b| property_u64(&b));
@@ -45,7 +49,19 @@ impl Completion {
             upstream_authority: header(&headers, ":authority").map(str::to_string),
             client_address: property_string(host.property(&["source", "address"])),
             protocol: property_string(host.property(&["request", "protocol"])),
+            response_headers: if config.response_headers.is_empty() {
+                Vec::new()
+            } else {
+                let headers = host.response_headers().unwrap_or_default();
+                capture_headers(config, &config.response_headers, &headers)
+            },
         }
+    }
+
+    /// The request failed: a 5xx, no response at all, or an upstream failure. What
+    /// `sampler_keep_errors` keeps.
+    pub fn is_failure(&self) -> bool {
+        self.status >= 500 || self.status == 0 || status::upstream_failed(self.flags)
     }
 
     pub(super) fn responded(&self) -> bool {

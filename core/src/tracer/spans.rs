@@ -3,10 +3,12 @@
 //! [`SpanWriter`] (no intermediate structs; see `otlp::writer`). No host access; names,
 //! attributes, events and status are decided here.
 
-use super::completion::Completion;
+use super::completion::{Completion, VIA_UPSTREAM};
 use super::start::{ActiveRequest, ClientCall};
-use crate::config::Config;
+use crate::config::{Config, Semconv};
+use crate::host::Stats;
 use crate::ids::SpanId;
+use crate::metrics::Counter;
 use crate::otlp::writer::{Attrs, Head, Kind, SpanWriter};
 use crate::otlp::SpanFlags;
 use crate::propagation::FLAG_SAMPLED;
@@ -22,15 +24,26 @@ const BASE_FLAGS: u32 = SpanFlags::ContextHasIsRemoteMask as u32 | FLAG_SAMPLED 
 const PARENT_IS_REMOTE: u32 = SpanFlags::ContextIsRemoteMask as u32;
 
 /// Log phase: appends the finished spans of the request to `out` as encoded
-/// `ScopeSpans.spans` fields; returns how many (none when not sampled).
-pub fn finish(config: &Config, req: &ActiveRequest, done: &Completion, out: &mut Vec<u8>) -> usize {
+/// `ScopeSpans.spans` fields; returns how many (none when not sampled, unless the request
+/// failed and `sampler_keep_errors` is on).
+pub fn finish(
+    config: &Config,
+    req: &ActiveRequest,
+    done: &Completion,
+    stats: &dyn Stats,
+    out: &mut Vec<u8>,
+) -> usize {
     if !req.recorded {
-        return 0;
+        if !(config.keep_errors && done.is_failure()) {
+            return 0;
+        }
+        stats.add(Counter::RequestsKeptForError, 1);
     }
     let mut n = 0;
     let route = req.route.and_then(|i| config.routes.routes.get(i));
     if let Some(server_id) = req.server_span_id {
         server_span(
+            config,
             req,
             done,
             server_id,
@@ -54,18 +67,61 @@ pub fn finish(config: &Config, req: &ActiveRequest, done: &Completion, out: &mut
     n
 }
 
-fn method_attrs(req: &ActiveRequest, a: &mut Attrs<'_>) {
-    a.str(sc::HTTP_REQUEST_METHOD, &req.method.value);
-    a.str(
-        sc::LEGACY_HTTP_METHOD,
-        req.method.original.as_deref().unwrap_or(&req.method.value),
-    );
+fn method_attrs(config: &Config, req: &ActiveRequest, a: &mut Attrs<'_>) {
+    if config.semconv.stable() {
+        a.str(sc::HTTP_REQUEST_METHOD, &req.method.value);
+    }
+    if config.semconv.legacy() {
+        a.str(
+            sc::LEGACY_HTTP_METHOD,
+            req.method.original.as_deref().unwrap_or(&req.method.value),
+        );
+    }
     if let Some(orig) = &req.method.original {
-        a.str(sc::HTTP_REQUEST_METHOD_ORIGINAL, orig);
+        if config.semconv.stable() {
+            a.str(sc::HTTP_REQUEST_METHOD_ORIGINAL, orig);
+        }
+    }
+}
+
+/// `http.response.status_code` and/or the legacy `http.status_code`.
+fn status_attrs(config: &Config, status: u16, a: &mut Attrs<'_>) {
+    if config.semconv.stable() {
+        a.int(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(status));
+    }
+    if config.semconv.legacy() {
+        a.int(sc::LEGACY_HTTP_STATUS_CODE, i64::from(status));
+    }
+}
+
+/// `http.{request,response}.header.<name>` as string arrays (semconv).
+fn header_attrs(
+    prefix: &str,
+    names: &[String],
+    captured: &[(usize, Vec<String>)],
+    a: &mut Attrs<'_>,
+) {
+    for (i, values) in captured {
+        if let Some(name) = names.get(*i) {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            a.str_array_key(&[prefix, name], &values);
+        }
+    }
+}
+
+/// Envoy's explanation of a response it made or changed: response flags, and code details
+/// other than `via_upstream`.
+fn envoy_attrs(done: &Completion, flags: &str, a: &mut Attrs<'_>) {
+    if !flags.is_empty() {
+        a.str(sc::ENVOY_RESPONSE_FLAGS, flags);
+    }
+    if !done.code_details.is_empty() && done.code_details != VIA_UPSTREAM {
+        a.str(sc::ENVOY_RESPONSE_CODE_DETAILS, &done.code_details);
     }
 }
 
 fn server_span(
+    config: &Config,
     req: &ActiveRequest,
     done: &Completion,
     id: SpanId,
@@ -91,15 +147,22 @@ fn server_span(
         },
     );
     let outcome = status::server_outcome(done.status);
+    let flags = status::flags_to_string(done.flags);
     let mut a = w.attrs();
-    a.str(sc::SPAN_KIND, sc::SPAN_KIND_SERVER);
-    method_attrs(req, &mut a);
-    a.str(sc::URL_PATH, &req.path);
-    a.str(sc::URL_SCHEME, &req.scheme);
-    a.str_parts(
-        sc::LEGACY_HTTP_URL,
-        &[&req.scheme, "://", &req.authority, &req.path],
-    );
+    if config.semconv.legacy() {
+        a.str(sc::SPAN_KIND, sc::SPAN_KIND_SERVER);
+    }
+    method_attrs(config, req, &mut a);
+    if config.semconv.stable() {
+        a.str(sc::URL_PATH, &req.path);
+        a.str(sc::URL_SCHEME, &req.scheme);
+    }
+    if config.semconv.legacy() {
+        a.str_parts(
+            sc::LEGACY_HTTP_URL,
+            &[&req.scheme, "://", &req.authority, &req.path],
+        );
+    }
     if let Some(r) = route {
         a.str(sc::HTTP_ROUTE, r);
     }
@@ -123,13 +186,25 @@ fn server_span(
         a.str(sc::NETWORK_PROTOCOL_VERSION, v);
     }
     if done.status != 0 {
-        a.int(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(done.status));
-        a.int(sc::LEGACY_HTTP_STATUS_CODE, i64::from(done.status));
+        status_attrs(config, done.status, &mut a);
     }
+    header_attrs(
+        sc::HTTP_REQUEST_HEADER_PREFIX,
+        &config.request_headers,
+        &req.request_headers,
+        &mut a,
+    );
+    header_attrs(
+        sc::HTTP_RESPONSE_HEADER_PREFIX,
+        &config.response_headers,
+        &done.response_headers,
+        &mut a,
+    );
+    envoy_attrs(done, &flags, &mut a);
     if let Some(t) = &outcome.error_type {
         a.str(sc::ERROR_TYPE, t);
     }
-    finish_status(&mut w, &outcome);
+    finish_status(config, &mut w, &outcome, done.status != 0);
     w.finish(
         BASE_FLAGS
             | if req.parent_span_id.is_some() {
@@ -140,9 +215,12 @@ fn server_span(
     );
 }
 
-fn finish_status(w: &mut SpanWriter<'_>, o: &Outcome) {
+/// ERROR status with its description; under `semconv: stable` the description stays empty
+/// when an HTTP status code on the span already says it all (semconv).
+fn finish_status(config: &Config, w: &mut SpanWriter<'_>, o: &Outcome, has_status_code: bool) {
     if o.is_error {
-        w.error_status(&o.message);
+        let says_it_all = has_status_code && config.semconv == Semconv::Stable;
+        w.error_status(if says_it_all { "" } else { &o.message });
     }
 }
 
@@ -187,16 +265,23 @@ fn client_span(
     let flags = status::flags_to_string(done.flags);
     let service = call.target.service.as_str();
     let mut a = w.attrs();
-    a.str(sc::SPAN_KIND, sc::SPAN_KIND_CLIENT);
-    a.str(sc::SERVICE_NAME, service);
+    if config.semconv.legacy() {
+        a.str(sc::SPAN_KIND, sc::SPAN_KIND_CLIENT);
+        // The seed's CLIENT spans name their target service in `service.name`.
+        a.str(sc::SERVICE_NAME, service);
+    }
     a.str(sc::SERVICE_PEER_NAME, service);
     a.str(sc::ENVOY_CLUSTER, &call.cluster);
-    method_attrs(req, &mut a);
+    method_attrs(config, req, &mut a);
     let authority = done.upstream_authority.as_deref().unwrap_or(&req.authority);
     let path = strip_query(done.upstream_path.as_deref().unwrap_or(&req.path));
     let url: [&str; 4] = [&req.scheme, "://", authority, path];
-    a.str_parts(sc::URL_FULL, &url);
-    a.str_parts(sc::LEGACY_HTTP_URL, &url);
+    if config.semconv.stable() {
+        a.str_parts(sc::URL_FULL, &url);
+    }
+    if config.semconv.legacy() {
+        a.str_parts(sc::LEGACY_HTTP_URL, &url);
+    }
     if let Some(t) = template {
         a.str(sc::URL_TEMPLATE, t.as_str());
     }
@@ -214,13 +299,14 @@ fn client_span(
     }
     if let Some(d) = &call.target.durable_object {
         a.str(sc::DURABLE_OBJECT_NAME, &d.name);
-        if let Some(id) = &call.durable_object_id {
-            a.str(sc::DURABLE_OBJECT_ID, id);
+        match &call.durable_object_id {
+            Some(id) => a.str(sc::DURABLE_OBJECT_ID, id),
+            // Say so on the span (and in `durable_object_id_missing`), not just leave it out.
+            None => a.bool(sc::DURABLE_OBJECT_ID_MISSING, true),
         }
     }
     if responded {
-        a.int(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(done.status));
-        a.int(sc::LEGACY_HTTP_STATUS_CODE, i64::from(done.status));
+        status_attrs(config, done.status, &mut a);
     }
     if !flags.is_empty() {
         a.str(sc::ENVOY_RESPONSE_FLAGS, &flags);
@@ -252,7 +338,7 @@ fn client_span(
             }
         });
     }
-    finish_status(&mut w, &outcome);
+    finish_status(config, &mut w, &outcome, responded);
     w.finish(
         BASE_FLAGS
             | if req.server_span_id.is_none() && parent.is_some() {

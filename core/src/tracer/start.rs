@@ -4,7 +4,7 @@
 //! request headers and `xds.cluster_name`; everything later waits for [`super::completion`].
 
 use crate::config::ClusterTarget;
-use crate::config::{Config, DurableObjectId, Mode, Sampler};
+use crate::config::{Config, DurableObjectId, Mode, REDACTED};
 use crate::host::{header, property_string, HeaderList, Host, HostInjector, Stats};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
@@ -39,6 +39,10 @@ pub struct ActiveRequest {
     pub(super) scheme: String,
     pub(super) authority: String,
     pub(super) user_agent: Option<String>,
+    /// Allow-listed request headers present on the request: (index in
+    /// `config.request_headers`, values in order), redaction applied. Empty unless recorded
+    /// (or kept for errors).
+    pub(super) request_headers: Vec<(usize, Vec<String>)>,
 }
 
 /// The upstream call a CLIENT span describes.
@@ -109,14 +113,6 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     }
     let parent = extracted.parent();
     let ids = RequestIds::from_random(host.random_bytes());
-    let recorded = match config.sampler {
-        Sampler::AlwaysOn => true,
-        Sampler::AlwaysOff => false,
-        Sampler::ParentBasedAlwaysOn => parent.is_none_or(SpanContext::is_sampled),
-    };
-    if !recorded {
-        stats.add(Counter::RequestsNotSampled, 1);
-    }
     let start_ns = host.now_nanos();
 
     let raw_method = header(&headers, ":method").unwrap_or("GET");
@@ -126,6 +122,15 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         Some((i, p)) => (Some(i), p),
         None => (None, Params::new()),
     };
+    let trace_id = parent.map_or(ids.trace_id, |p| p.trace_id);
+    let ratio = route
+        .and_then(|i| config.routes.routes.get(i))
+        .and_then(|r| r.ratio)
+        .unwrap_or(config.ratio);
+    let recorded = config.sampler.should_sample(parent, &trace_id, ratio);
+    if !recorded {
+        stats.add(Counter::RequestsNotSampled, 1);
+    }
 
     let server_span_id = (config.mode != Mode::SidecarOutbound).then_some(ids.server_span_id);
     let cluster = match config.mode {
@@ -150,7 +155,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
 
     let req = ActiveRequest {
         recorded,
-        trace_id: parent.map_or(ids.trace_id, |p| p.trace_id),
+        trace_id,
         trace_state: parent.and_then(|p| p.trace_state.clone()),
         parent_span_id: parent.map(|p| p.span_id),
         server_span_id,
@@ -163,7 +168,24 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         scheme: header(&headers, ":scheme").unwrap_or("http").to_string(),
         authority: header(&headers, ":authority").unwrap_or("").to_string(),
         user_agent: header(&headers, "user-agent").map(str::to_string),
+        request_headers: if recorded || config.keep_errors {
+            capture_headers(config, &config.request_headers, &headers)
+        } else {
+            Vec::new()
+        },
     };
+    if let Some(c) = &req.client {
+        if c.target.durable_object.is_some() && c.durable_object_id.is_none() {
+            stats.add(Counter::DurableObjectIdMissing, 1);
+            log::debug!(
+                "Durable Object call to cluster '{}' without an id (route param or header missing)",
+                c.cluster
+            );
+        }
+    }
+    if config.access_log_ids {
+        expose_ids(host, &req);
+    }
 
     if let Some(root) = req
         .server_span_id
@@ -205,7 +227,63 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     req
 }
 
+/// Values of the allow-listed headers in `names` present in `headers` (case-insensitive,
+/// duplicates kept in order); values of headers in `config.redact_headers` become
+/// [`REDACTED`], and values that are not UTF-8 are recorded lossily.
+pub(crate) fn capture_headers(
+    config: &Config,
+    names: &[String],
+    headers: &[(String, Vec<u8>)],
+) -> Vec<(usize, Vec<String>)> {
+    let mut out = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let values: Vec<String> = headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| {
+                if config.redact_headers.contains(name) {
+                    REDACTED.to_string()
+                } else {
+                    String::from_utf8_lossy(v).into_owned()
+                }
+            })
+            .collect();
+        if !values.is_empty() {
+            out.push((i, values));
+        }
+    }
+    out
+}
+
+/// Filter-state keys for the access log (`%FILTER_STATE(wasm.gateway_tracing.trace_id:PLAIN)%`;
+/// Envoy prefixes what a wasm filter sets with `wasm.`).
+pub const FILTER_STATE_TRACE_ID: &str = "gateway_tracing.trace_id";
+pub const FILTER_STATE_SPAN_ID: &str = "gateway_tracing.span_id";
+
+/// Puts the trace id and this hop's span id (SERVER, else CLIENT) in filter state, so Envoy's
+/// access log can print them, also for local replies.
+fn expose_ids(host: &mut dyn Host, req: &ActiveRequest) {
+    let span = req
+        .server_span_id
+        .or(req.client.as_ref().map(|c| c.span_id));
+    let mut result =
+        host.set_filter_state(FILTER_STATE_TRACE_ID, req.trace_id.to_string().as_bytes());
+    if let Some(span) = span {
+        result =
+            result.and(host.set_filter_state(FILTER_STATE_SPAN_ID, span.to_string().as_bytes()));
+    }
+    if let Err(e) = result {
+        log::debug!("could not put trace ids in filter state: {e}");
+    }
+}
+
 impl ActiveRequest {
+    /// True when the log phase must read Envoy's completion: the request was sampled, or it
+    /// may still be kept because it failed (`sampler_keep_errors`).
+    pub fn wants_completion(&self, config: &Config) -> bool {
+        self.recorded || config.keep_errors
+    }
+
     /// The response's end of stream reached this filter: the upstream call is over. The CLIENT
     /// span ends here; the SERVER span ends when Envoy has finished the whole stream (log).
     pub fn response_complete(&mut self, now_ns: u64) {

@@ -17,7 +17,7 @@ fn completion_is_read_from_envoy_attributes() {
         .property(&["source", "address"], b"192.0.2.10:51234")
         .property(&["request", "protocol"], b"HTTP/2")
         .now(END);
-    let done = Completion::read(&host);
+    let done = Completion::read(&host, &config(GATEWAY));
     assert_eq!(done.client_address.as_deref(), Some("192.0.2.10:51234"));
     assert_eq!(done.protocol.as_deref(), Some("HTTP/2"));
     assert_eq!(done.end_ns, END);
@@ -35,7 +35,7 @@ fn completion_is_read_from_envoy_attributes() {
     );
     assert!(!done.responded());
 
-    let empty = Completion::read(&MockHost::new());
+    let empty = Completion::read(&MockHost::new(), &config(GATEWAY));
     assert_eq!(
         (empty.status, empty.flags, empty.code_details.as_str()),
         (0, 0, "")

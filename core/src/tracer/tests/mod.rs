@@ -185,7 +185,7 @@ pub(super) fn one_of_kind(spans: &[Span], kind: SpanKind) -> Option<&Span> {
 pub(super) fn finish_spans(cfg: &Config, req: &ActiveRequest, done: &Completion) -> Vec<Span> {
     use prost::Message;
     let mut fields = Vec::new();
-    let n = finish(cfg, req, done, &mut fields);
+    let n = finish(cfg, req, done, &MockStats::new(), &mut fields);
     // A run of `ScopeSpans.spans` fields is a valid `ScopeSpans` message by itself.
     let spans = opentelemetry_proto::tonic::trace::v1::ScopeSpans::decode(fields.as_slice())
         .expect("finish wrote invalid protobuf")
