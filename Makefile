@@ -77,17 +77,18 @@ wrk:
 	fi
 
 # The bench's own crates (bench/, outside the root workspace): the empty proxy-wasm filter, built
-# for $(WASM_TARGET) exactly as `build` builds the real one, and the host OTLP sink.
+# for $(WASM_TARGET) exactly as `build` builds the real one (same target dir, so the std that
+# -Zbuild-std compiled for the filter is reused), and the host OTLP sink.
 bench-build: build
 	@if rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
-	  cargo build --release --manifest-path bench/empty-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR) --target $(WASM_TARGET); \
+	  cargo build --release --manifest-path bench/empty-filter/Cargo.toml --target-dir target --target $(WASM_TARGET); \
 	else \
 	  RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
 	  CARGO_TARGET_WASM32_WASIP1_LINKER=$(WASM_LD) \
 	  RUSTFLAGS="-L /usr/lib/wasm32-wasi -C link-self-contained=no" \
-	    cargo build -Zbuild-std=std,panic_abort --release --manifest-path bench/empty-filter/Cargo.toml --target-dir $(BENCH_TARGET_DIR) --target $(WASM_TARGET); \
+	    cargo build -Zbuild-std=std,panic_abort --release --manifest-path bench/empty-filter/Cargo.toml --target-dir target --target $(WASM_TARGET); \
 	fi
-	@cp $(BENCH_TARGET_DIR)/$(WASM_TARGET)/release/empty_filter.wasm $(EMPTY_WASM)
+	@mkdir -p target/bench && cp target/$(WASM_TARGET)/release/empty_filter.wasm $(EMPTY_WASM)
 	@echo ">> $(EMPTY_WASM): $$(stat -c %s $(EMPTY_WASM)) bytes"
 	cargo build -q --release --manifest-path bench/sink/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
 

@@ -462,7 +462,7 @@ def markdown(rows, machine):
            ROUNDS, CONNECTIONS, SECONDS, LAT_SECONDS),
         "",
         "| config | RPS vs plain | RPS | proxy CPU µs/req | over plain | c=1 p50 (µs) | c=1 p99 (µs) "
-        "| spans/req | spans/export | B/span at sink | proxy RSS MiB before → after |",
+        "| spans/req | spans/export | B/span at sink (body / Span) | proxy RSS MiB before → after |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
@@ -476,7 +476,8 @@ def markdown(rows, machine):
             "0" if row["config"] == "plain" else fmt(over, "{:+.1f}"),
             fmt(row["p50_us"]), fmt(row["p99_us"]),
             fmt(row["spans_per_request"], "{:.2f}"), fmt(row["spans_per_export"], "{:.0f}"),
-            fmt(row["bytes_per_span"], "{:.0f}"),
+            "%s / %s" % (fmt(row["bytes_per_span"]), fmt(row["span_msg_bytes_per_span"]))
+            if row["spans_per_export"] else "—",
             fmt(mib(row["rss_kib_before"]), "{:.1f}"), fmt(mib(row["rss_kib_after"]), "{:.1f}")))
     warnings = [r for r in rows if "skipped" not in r and (r.get("errors") or r.get("non2xx"))]
     for r in warnings:
@@ -484,7 +485,8 @@ def markdown(rows, machine):
         lines.append("warning: %s had %s socket errors and %s non-2xx responses (median per run)"
                      % (r["label"], fmt(r["errors"]), fmt(r["non2xx"])))
     lines.append("")
-    lines.append("B/span at sink = export request body bytes / spans (resource and scope included). "
+    lines.append("B/span at sink: export request body bytes / spans (resource and scope "
+                 "included), and the encoded Span messages alone / spans. "
                  "Proxy CPU = Δ(utime+stime) of the proxy Envoy over the c=%d run / requests. "
                  "RSS = VmRSS of the proxy process (/proc/<pid>/status): Envoy and its wasm VMs, "
                  "after warm-up and after both runs." % CONNECTIONS)
@@ -518,16 +520,15 @@ def main():
     os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
     with open(WRK_SCRIPT, "w") as f:
         f.write(WRK_LUA)
-    for path, what in ((FILTER_WASM, "make build"), (EMPTY_WASM, "make bench-build"),
-                       (SINK_BIN, "make bench-build")):
+    wanted = [c.strip() for c in os.environ.get("BENCH_CONFIGS", "").split(",") if c.strip()]
+    configs = [c for c in CONFIGS if not wanted or c[0] in wanted or c[0] == "plain"]
+    needed = {SINK_BIN} | {c[2]["wasm"][1] for c in configs if "wasm" in c[2]}
+    for path in sorted(needed):
         if not os.path.exists(path):
-            sys.exit("missing %s (run %s)" % (path, what))
+            sys.exit("missing %s (run make bench-build)" % path)
     for tool in ("envoy", "wrk") + (("taskset",) if PINNED else ()):
         if not shutil.which(tool):
             sys.exit("missing %s on PATH" % tool)
-
-    wanted = [c.strip() for c in os.environ.get("BENCH_CONFIGS", "").split(",") if c.strip()]
-    configs = [c for c in CONFIGS if not wanted or c[0] in wanted or c[0] == "plain"]
     per_run = WARMUP + SECONDS + LAT_SECONDS + 4
     machine = machine_info()
     log(">> bench: %d configs x %d rounds, about %d s per run, about %d s in all; %s, nproc %d%s"
