@@ -515,8 +515,10 @@ def machine_info():
 
 
 def main():
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    # SIGINT too: a shell that starts the driver in the background leaves SIGINT ignored, and
+    # `timeout --signal=INT` (make bench's bound) must still stop it cleanly.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
     with open(WRK_SCRIPT, "w") as f:
         f.write(WRK_LUA)
