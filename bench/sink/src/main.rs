@@ -159,8 +159,11 @@ fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
     }
 }
 
-/// One protobuf field: its number and, for length-delimited fields, the payload.
-fn fields(mut buf: &[u8]) -> Option<Vec<(u64, Option<&[u8]>)>> {
+/// A protobuf field: its number and, for a length-delimited field, the payload.
+type Field<'a> = (u64, Option<&'a [u8]>);
+
+/// The fields of one protobuf message, or None when it is not valid wire format.
+fn fields(mut buf: &[u8]) -> Option<Vec<Field<'_>>> {
     let mut out = Vec::new();
     while !buf.is_empty() {
         let (key, rest) = varint(buf)?;
