@@ -16,7 +16,10 @@ CPU over plain are medians of the per-round comparisons with plain of the same r
 Environment: BENCH_SECONDS (throughput run, default 10), BENCH_LATENCY_SECONDS (c=1 run, default
 half of BENCH_SECONDS, at least 1), BENCH_ROUNDS (default 3), BENCH_WARMUP_SECONDS (default 1),
 BENCH_CONNECTIONS (default 32), BENCH_PORT_BASE (default 21000), BENCH_CONFIGS (comma-separated
-subset of the configuration names, default all), BENCH_OUT (default target/bench).
+subset of the configuration names, default all), BENCH_OUT (default target/bench),
+BENCH_BUDGET_SECONDS (default 560: no run starts that would end after it; the table then covers
+the runs done), BENCH_RATIO_SAMPLER (JSON object merged into the 1% row's plugin config, default
+{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}).
 Quick mode for development: BENCH_SECONDS=2 BENCH_ROUNDS=1.
 
 Standard library only. Every process it starts is stopped on exit, error or Ctrl-C.
@@ -51,6 +54,11 @@ WARMUP = env_int("BENCH_WARMUP_SECONDS", 1)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 32)
 PORT_BASE = env_int("BENCH_PORT_BASE", 21000)
 OUT = os.path.join(ROOT, os.environ.get("BENCH_OUT", "target/bench"))
+# No run starts that could not finish inside this budget (make bench's hard bound is 600 s).
+BUDGET = env_int("BENCH_BUDGET_SECONDS", 560)
+# The 1% row's sampler fields: the row is skipped while the filter refuses them.
+RATIO_SAMPLER = json.loads(os.environ.get("BENCH_RATIO_SAMPLER", "")
+                           or '{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}')
 
 PROXY_PORT = PORT_BASE
 PROXY_ADMIN = PORT_BASE + 1
@@ -103,8 +111,8 @@ CONFIGS = [
      gateway_tracing({"sampler": "always_on"})),
     ("gt_always_off", "gateway-tracing, `sampler: always_off` (propagation only)",
      gateway_tracing({"sampler": "always_off"})),
-    ("gt_ratio_1pct", "gateway-tracing, 1% (`parentbased_traceidratio`, 0.01)",
-     gateway_tracing({"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01})),
+    ("gt_ratio_1pct", "gateway-tracing, 1% ratio sampler",
+     gateway_tracing(RATIO_SAMPLER)),
 ]
 
 
@@ -315,6 +323,10 @@ def start_envoy(name, config, cpu, admin_port, listen_port):
 
 
 class EnvoyRefused(Exception):
+    pass
+
+
+class OutOfTime(Exception):
     pass
 
 
@@ -537,7 +549,9 @@ def main():
         % (len(configs), ROUNDS, per_run, per_run * len(configs) * ROUNDS, machine["envoy"],
            CPUS, "" if PINNED else " (one CPU: nothing pinned)"))
 
-    runs, skipped = [], {}
+    runs, skipped, notes = [], {}, []
+    started = time.time()
+    interrupted = False
     try:
         wait_port_free(SINK_PORT)
         start("sink", pin(1) + [SINK_BIN, "127.0.0.1:%d" % SINK_PORT], os.path.join(OUT, "logs", "sink.log"))
@@ -556,10 +570,13 @@ def main():
             for name, label, settings in configs[shift:] + configs[:shift]:
                 if name in skipped:
                     continue
+                if time.time() - started + per_run > BUDGET:
+                    raise OutOfTime()
                 try:
                     run = measure(name, settings)
                 except EnvoyRefused as e:
-                    note = "Envoy refused the configuration"
+                    note = "Envoy refused the configuration" + (
+                        " `%s`" % json.dumps(RATIO_SAMPLER) if name == "gt_ratio_1pct" else "")
                     skipped[name] = note
                     log("-- round %d %-15s skipped: %s\n%s" % (rnd + 1, name, note, e))
                     continue
@@ -573,25 +590,35 @@ def main():
                     % (rnd + 1, name, run["rps"], run["cpu_us_per_req"] or 0, run["p50_us"],
                        run["p99_us"], fmt(run["spans_per_export"]), fmt(run["bytes_per_span"]),
                        run["rss_kib_before"] / 1024, run["rss_kib_after"] / 1024))
+    except OutOfTime:
+        note = ("stopped early: the next run would pass BENCH_BUDGET_SECONDS=%d; "
+                "the medians below cover the runs that were done" % BUDGET)
+        log("!! " + note)
+        notes.append(note)
     except KeyboardInterrupt:
-        log("!! interrupted: stopping every process")
-        stop_all()
-        sys.exit(130)
+        log("!! interrupted: stopping every process, writing what was measured")
+        notes.append("interrupted: the medians below cover the runs that were done")
+        interrupted = True
     finally:
         stop_all()
 
     rows = summarize(runs, skipped)
     table = markdown([r for r in rows if r["config"] in {c[0] for c in configs}], machine)
+    if notes:
+        table = "".join("**%s**\n\n" % n for n in notes) + table
     settings = {"seconds": SECONDS, "latency_seconds": LAT_SECONDS, "rounds": ROUNDS,
                 "warmup_seconds": WARMUP, "connections": CONNECTIONS, "pinned": PINNED}
     with open(os.path.join(OUT, "bench.md"), "w") as f:
         f.write(table)
     with open(os.path.join(OUT, "bench.json"), "w") as f:
-        json.dump({"machine": machine, "settings": settings, "summary": rows, "runs": runs}, f, indent=1)
+        json.dump({"machine": machine, "settings": settings, "notes": notes, "summary": rows,
+                   "runs": runs}, f, indent=1)
     print()
     print(table)
     log(">> wrote %s and %s" % (os.path.relpath(os.path.join(OUT, "bench.md"), ROOT),
                                 os.path.relpath(os.path.join(OUT, "bench.json"), ROOT)))
+    if interrupted:
+        sys.exit(130)
 
 
 if __name__ == "__main__":
