@@ -17,13 +17,15 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy build test unit e2e lint run clean
+.PHONY: help deps envoy build test unit e2e lint run clean wrk bench-build bench
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
 	@echo "make test           unit tests, Envoy config validation, end-to-end tests in the real Envoy, clippy"
 	@echo "make build          build $(WASM) (release) and print its size"
+	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
+	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 
 ## Tools ---------------------------------------------------------------------------------------
 
@@ -60,6 +62,40 @@ build:
 	fi
 	@cp $(WASM_RELEASE) $(WASM)
 	@echo ">> $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+## Bench ---------------------------------------------------------------------------------------
+
+EMPTY_WASM := target/bench/empty_filter.wasm
+BENCH_TARGET_DIR := target/bench/build
+# The whole measurement is bounded (the default run takes about 7 minutes).
+BENCH_TIMEOUT ?= 600
+
+wrk:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  echo ">> installing wrk (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	fi
+
+# The bench's own crates (bench/, outside the root workspace): the empty proxy-wasm filter, built
+# for $(WASM_TARGET) exactly as `build` builds the real one (same target dir, so the std that
+# -Zbuild-std compiled for the filter is reused), and the host OTLP sink.
+bench-build: build
+	@if rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
+	  cargo build --release --manifest-path bench/empty-filter/Cargo.toml --target-dir target --target $(WASM_TARGET); \
+	else \
+	  RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc \
+	  CARGO_TARGET_WASM32_WASIP1_LINKER=$(WASM_LD) \
+	  RUSTFLAGS="-L /usr/lib/wasm32-wasi -C link-self-contained=no" \
+	    cargo build -Zbuild-std=std,panic_abort --release --manifest-path bench/empty-filter/Cargo.toml --target-dir target --target $(WASM_TARGET); \
+	fi
+	@mkdir -p target/bench && cp target/$(WASM_TARGET)/release/empty_filter.wasm $(EMPTY_WASM)
+	@echo ">> $(EMPTY_WASM): $$(stat -c %s $(EMPTY_WASM)) bytes"
+	cargo build -q --release --manifest-path bench/sink/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+
+# Not part of `make test`. Environment: BENCH_SECONDS, BENCH_ROUNDS, BENCH_LATENCY_SECONDS,
+# BENCH_CONFIGS (see bench/bench.py). Writes target/bench/bench.md and bench.json.
+bench: envoy wrk bench-build
+	timeout --signal=INT --kill-after=30 $(BENCH_TIMEOUT) python3 bench/bench.py
 
 ## Test ----------------------------------------------------------------------------------------
 
