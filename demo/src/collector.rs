@@ -198,6 +198,8 @@ struct State {
     fail_remaining: usize,
     fail_status: u16,
     jsonl: Option<File>,
+    /// `GET /api/traces` requests served (the viewer page polls it).
+    viewer_polls: usize,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -265,6 +267,17 @@ impl Collector {
             .filter(|s| s.trace_id == want)
             .cloned()
             .collect()
+    }
+
+    /// How many times the trace list (`GET /api/traces`, what the viewer page polls) was
+    /// served.
+    pub fn viewer_polls(&self) -> usize {
+        lock(&self.state).viewer_polls
+    }
+
+    /// The trace viewer page: `http://ADDR/`.
+    pub fn viewer_url(&self) -> String {
+        format!("http://{}/", self.addr())
     }
 
     /// Forgets all spans and requests (and any pending `fail_next`).
@@ -457,7 +470,10 @@ fn viewer_get(state: &Shared, path: &str) -> Option<(u16, &'static str, Vec<u8>)
         )),
         "/favicon.ico" => Some((204, "image/x-icon", Vec::new())),
         "/api/traces" | "/api/traces/" => {
-            let list = crate::viewer::summaries(&lock(state).spans);
+            let mut st = lock(state);
+            st.viewer_polls += 1;
+            let list = crate::viewer::summaries(&st.spans);
+            drop(st);
             Some(json(serde_json::to_vec(&list)))
         }
         _ => {
