@@ -26,7 +26,12 @@ fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("CHROMIUM") {
         return PathBuf::from(p);
     }
-    for name in ["chromium", "chromium-browser", "google-chrome", "google-chrome-stable"] {
+    for name in [
+        "chromium",
+        "chromium-browser",
+        "google-chrome",
+        "google-chrome-stable",
+    ] {
         for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
             let p = dir.join(name);
             if p.is_file() {
@@ -116,8 +121,17 @@ fn screenshot(url: &str, path: &Path, tag: &str) {
         tag,
     );
     let png = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "{}: not a PNG", path.display());
-    assert!(png.len() > 10_000, "{}: {} bytes, blank?", path.display(), png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{}: not a PNG",
+        path.display()
+    );
+    assert!(
+        png.len() > 10_000,
+        "{}: {} bytes, blank?",
+        path.display(),
+        png.len()
+    );
 }
 
 /// `name="value"` inside one tag's text.
@@ -192,7 +206,13 @@ fn viewer_shows_the_add_to_cart_waterfall_in_headless_chromium() {
     let mut results = Vec::new();
     for step in &FLOW {
         let r = mesh.run_step(step, Duration::from_secs(10));
-        assert!(r.problems.is_empty(), "{} {}: {:?}", step.method, step.path, r.problems);
+        assert!(
+            r.problems.is_empty(),
+            "{} {}: {:?}",
+            step.method,
+            step.path,
+            r.problems
+        );
         results.push(r);
     }
     // One failing request: the legacy service is down (503, connection failure).
@@ -248,7 +268,11 @@ fn viewer_shows_the_add_to_cart_waterfall_in_headless_chromium() {
     assert_eq!(
         leaves,
         vec![
-            (3, "FULFILLMENT_SERVICE GET /shipping-options", "cart-service"),
+            (
+                3,
+                "FULFILLMENT_SERVICE GET /shipping-options",
+                "cart-service"
+            ),
             (3, "PRODUCTS_SERVICE GET /products/:id", "cart-service"),
         ],
         "{shape:#?}"
@@ -264,7 +288,11 @@ fn viewer_shows_the_add_to_cart_waterfall_in_headless_chromium() {
     }
     for w in rows.windows(2) {
         if w[1].depth > w[0].depth {
-            assert_eq!(w[1].parent_id, w[0].span_id, "{} under {}", w[1].name, w[0].name);
+            assert_eq!(
+                w[1].parent_id, w[0].span_id,
+                "{} under {}",
+                w[1].name, w[0].name
+            );
         }
     }
     // The Durable Object span: its id on the row, and selected with its details shown.
@@ -277,13 +305,20 @@ fn viewer_shows_the_add_to_cart_waterfall_in_headless_chromium() {
     );
     let details = &dom[dom.find("id=\"details\"").expect("details panel")..];
     assert!(details.contains("CartDurableObject POST /cart/add"));
-    assert!(has_kv(details, "durable_object.id", "c-42"), "details:\n{details}");
+    assert!(
+        has_kv(details, "durable_object.id", "c-42"),
+        "details:\n{details}"
+    );
     assert!(has_kv(details, "durable_object.name", "CartDurableObject"));
     assert!(has_kv(details, "kind", "CLIENT"));
-    assert!(has_kv(details, "service.name", "ecomm-ms-gateway"), "resource");
+    assert!(
+        has_kv(details, "service.name", "ecomm-ms-gateway"),
+        "resource"
+    );
     assert!(details.contains("call.start"), "events");
     // The list: every trace, newest first, the open one selected, the failure marked.
-    let list = &dom[dom.find("id=\"trace-list\"").unwrap()..dom.find("<section id=\"trace\"").unwrap()];
+    let list =
+        &dom[dom.find("id=\"trace-list\"").unwrap()..dom.find("<section id=\"trace\"").unwrap()];
     let items: Vec<&str> = list.split("<div class=\"trace-item").skip(1).collect();
     assert_eq!(items.len(), 5, "4 flow traces + the failing one");
     let item = |t: &str| {
@@ -299,7 +334,10 @@ fn viewer_shows_the_add_to_cart_waterfall_in_headless_chromium() {
     assert!(item(&legacy_trace).contains("class=\"err-mark\""));
     assert!(items[0].contains(&legacy_trace), "newest first");
     // Live: the page keeps polling the collector (once a second) without a reload.
-    assert!(polls >= 3, "the page polled /api/traces {polls} times in 4 s");
+    assert!(
+        polls >= 3,
+        "the page polled /api/traces {polls} times in 4 s"
+    );
 
     // ---- the failing trace is red ----
     let dom = dump_dom(&format!("{base}?trace={legacy_trace}"), "legacy");

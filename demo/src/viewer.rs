@@ -267,7 +267,14 @@ mod tests {
     #[test]
     fn summaries_are_newest_first_with_root_duration_and_errors() {
         let base = 1_700_000_000_000_000_000u64;
-        let mut child = span("a", "2", "1", "CLIENT x", base + 1_000_000, base + 4_000_000);
+        let mut child = span(
+            "a",
+            "2",
+            "1",
+            "CLIENT x",
+            base + 1_000_000,
+            base + 4_000_000,
+        );
         child.status_code = status::ERROR;
         let spans = vec![
             child,
@@ -318,7 +325,14 @@ mod tests {
     #[test]
     fn the_page_is_self_contained() {
         // Nothing fetched from elsewhere: no absolute URLs in src/href, no CDN, no imports.
-        for bad in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "@import", "cdn"] {
+        for bad in [
+            "src=\"http",
+            "href=\"http",
+            "src=\"//",
+            "href=\"//",
+            "@import",
+            "cdn",
+        ] {
             assert!(!PAGE.contains(bad), "viewer.html contains {bad:?}");
         }
         assert!(PAGE.contains("/api/traces"));

@@ -39,6 +39,9 @@ fn yaml_docs(rel: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A named change to a document that its schema must refuse.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 fn errors(validator: &jsonschema::Validator, doc: &Value) -> Vec<String> {
     validator
         .iter_errors(doc)
@@ -71,7 +74,7 @@ fn compose_file_matches_the_compose_spec() {
 fn compose_spec_check_refuses_mutated_files() {
     let v = compose_validator();
     let base = compose();
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "misspelt service key",
             Box::new(|d| d["services"]["envoy"]["volume"] = json!(["./a:/b"])),
@@ -130,7 +133,9 @@ fn compose_keeps_envoy_admin_on_loopback_and_never_creates_the_wasm_path() {
             Value::String(s) => short_port(s),
             Value::Object(o) => (
                 o.get("host_ip").and_then(Value::as_str).map(String::from),
-                o.get("published").map(|v| v.to_string().replace('"', "")).unwrap_or_default(),
+                o.get("published")
+                    .map(|v| v.to_string().replace('"', ""))
+                    .unwrap_or_default(),
                 o.get("target").map(|v| v.to_string()).unwrap_or_default(),
             ),
             other => panic!("port {other}"),
@@ -264,7 +269,9 @@ fn validate_wasmplugin(validators: &[(String, jsonschema::Validator)], doc: &Val
     let api = doc["apiVersion"].as_str().unwrap_or("");
     match validators.iter().find(|(v, _)| v == api) {
         Some((_, v)) => errors(v, doc),
-        None => vec![format!("apiVersion {api:?} is not a WasmPlugin version of the CRD")],
+        None => vec![format!(
+            "apiVersion {api:?} is not a WasmPlugin version of the CRD"
+        )],
     }
 }
 
@@ -292,7 +299,7 @@ fn istio_wasmplugins_match_the_crd_with_unknown_fields_refused() {
 fn istio_crd_check_refuses_mutated_plugins() {
     let validators = istio_validators();
     let base = wasmplugins().remove(0);
-    let mutations: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let mutations: Vec<(&str, Mutation)> = vec![
         (
             "misspelt spec field (Kubernetes would prune it)",
             Box::new(|d| {
