@@ -6,6 +6,9 @@
 //! - every `WasmPlugin` in `envoy/istio-wasmplugin.yaml` against the WasmPlugin CRD's OpenAPI
 //!   schema, with unknown fields refused (Kubernetes would silently prune them).
 //!
+//! Each `pluginConfig` also goes through the real plugin in `envoy --mode validate` (skipped
+//! without Envoy or the built wasm; `make test` has both).
+//!
 //! Each check has a negative twin (a mutated document must fail), so the checks can fail. A few
 //! properties the schemas cannot express (admin API on loopback only, the wasm mount never
 //! created as a directory, no secret needed on the collector route) are asserted directly.
@@ -392,4 +395,93 @@ fn istio_wasmplugins_load_without_any_secret_in_the_environment() {
             "exporter.cluster must be an Istio cluster name: {cluster}"
         );
     }
+}
+
+/// An Envoy bootstrap running the plugin with the `WasmPlugin`'s `pluginConfig` and
+/// `vmConfig.env`, the way Istio hands them to the istio-proxy.
+fn envoy_config_for(plugin: &Value, wasm: &std::path::Path) -> Value {
+    let spec = &plugin["spec"];
+    let mut host_env_keys = Vec::new();
+    let mut key_values = Map::new();
+    for e in spec["vmConfig"]["env"].as_array().into_iter().flatten() {
+        let name = e["name"].as_str().expect("env name").to_string();
+        match e["valueFrom"].as_str().unwrap_or("INLINE") {
+            "HOST" => host_env_keys.push(json!(name)),
+            _ => {
+                key_values.insert(name, e["value"].clone());
+            }
+        }
+    }
+    let configuration = serde_json::to_string(&spec["pluginConfig"]).expect("pluginConfig");
+    json!({
+      "static_resources": {
+        "listeners": [{
+          "name": "istio_like",
+          "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
+          "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+              "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              "stat_prefix": "istio_like",
+              "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}]},
+              "http_filters": [
+                {"name": "envoy.filters.http.wasm", "typed_config": {
+                  "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                  "config": {
+                    "name": "gateway_tracing", "root_id": "gateway_tracing",
+                    "failure_policy": spec["failStrategy"],
+                    "vm_config": {
+                      "vm_id": "gateway_tracing", "runtime": "envoy.wasm.runtime.v8",
+                      "code": {"local": {"filename": wasm.display().to_string()}},
+                      "environment_variables": {"host_env_keys": host_env_keys, "key_values": key_values}
+                    },
+                    "configuration": {
+                      "@type": "type.googleapis.com/google.protobuf.StringValue",
+                      "value": configuration
+                    }
+                  }
+                }},
+                {"name": "envoy.filters.http.router", "typed_config": {
+                  "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+              ]
+            }
+          }]}]
+        }]
+      }
+    })
+}
+
+#[test]
+fn istio_plugin_configs_are_accepted_by_the_plugin_in_envoy() {
+    // The CRD leaves pluginConfig free-form; the plugin itself refuses unknown fields and bad
+    // values. Run each pluginConfig through the real plugin in `envoy --mode validate`. (Istio's cluster names need not exist for this: the
+    // exporter cluster is only looked up when spans are sent.)
+    let wasm = repo().join("target/gateway_tracing.wasm");
+    if !demo::envoy::envoy_available() || !wasm.exists() {
+        eprintln!("skipping: needs envoy on PATH and `make build` (make test provides both)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gateway-tracing-istio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |plugin: &Value, tag: &str| {
+        let path = dir.join(format!("{tag}.json"));
+        let config = envoy_config_for(plugin, &wasm);
+        std::fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        demo::envoy::validate(&path).map_err(|e| format!("{tag}: {e}"))
+    };
+    let plugins = wasmplugins();
+    for p in &plugins {
+        let name = p["metadata"]["name"].as_str().unwrap().to_string();
+        check(p, &name).unwrap_or_else(|e| panic!("{e}"));
+    }
+    // And the check can fail: a misspelt field in pluginConfig is refused by the plugin.
+    let mut bad = plugins[0].clone();
+    bad["spec"]["pluginConfig"]["exporter"]["timeout"] = json!(5000);
+    let err = check(&bad, "misspelt").expect_err("unknown pluginConfig field accepted");
+    assert!(
+        err.contains("invalid gateway-tracing configuration"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
