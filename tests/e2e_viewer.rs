@@ -7,8 +7,11 @@
 //!   parent, `CartDurableObject POST /cart/add` carrying its Durable Object id `c-42`, and the
 //!   details panel of that span (attributes, resource, status);
 //! - the trace list: every trace, the failing one marked as an error, and the page polling the
-//!   collector (live updates);
-//! - the failing trace drawn in red.
+//!   collector;
+//! - the failing trace drawn in red;
+//! - live updates: with the page open (driven over the DevTools protocol, real time), a new
+//!   request through the gateway appears at the top of the list, in the same document (no
+//!   reload), the open trace staying open.
 //!
 //! Screenshots land in `target/viewer-*.png`. With `UPDATE_README_SCREENSHOT=1` the add-to-cart
 //! one is also copied to `docs/viewer.png` (the README's picture).
@@ -18,6 +21,7 @@ mod common;
 
 use common::{ports_lock, repo_root};
 use demo::mesh::{Mesh, FLOW, GATEWAY};
+use demo::serde_json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,6 +101,204 @@ fn run_chromium(url: &str, extra: &[&str], tag: &str) -> String {
     );
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// A minimal Chrome DevTools Protocol client over `--remote-debugging-pipe` (commands on the
+/// child's fd 3, replies on its fd 4, NUL-separated JSON): enough to open a page and evaluate
+/// JavaScript in it while it keeps running in real time.
+struct Cdp {
+    child: std::process::Child,
+    to: std::fs::File,
+    from: std::io::BufReader<std::fs::File>,
+    next_id: u64,
+    session: Option<String>,
+    dir: PathBuf,
+    /// Set on drop; until then a watchdog kills Chromium after 90 s, so a hung browser fails
+    /// the test (the pipe closes) instead of blocking it.
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+mod sys {
+    extern "C" {
+        pub fn dup2(old: i32, new: i32) -> i32;
+        pub fn fcntl(fd: i32, cmd: i32, ...) -> i32;
+        pub fn kill(pid: i32, sig: i32) -> i32;
+        pub fn pipe2(fds: *mut i32, flags: i32) -> i32;
+    }
+    pub const O_CLOEXEC: i32 = 0o2000000;
+    pub const F_DUPFD: i32 = 0;
+}
+
+/// (read end, write end), both close-on-exec.
+fn cloexec_pipe() -> (std::fs::File, std::fs::File) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two new descriptors into `fds`, which we then own.
+    let rc = unsafe { sys::pipe2(fds.as_mut_ptr(), sys::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
+    // SAFETY: fresh descriptors, owned by nothing else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+impl Cdp {
+    fn launch(tag: &str) -> Cdp {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let dir = std::env::temp_dir().join(format!(
+            "gateway-tracing-chromium-{}-{tag}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cmd_r, cmd_w) = cloexec_pipe();
+        let (resp_r, resp_w) = cloexec_pipe();
+        let (cr, rw) = (cmd_r.as_raw_fd(), resp_w.as_raw_fd());
+        let mut command = Command::new(chromium());
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-extensions",
+                "--remote-debugging-pipe",
+                "about:blank",
+            ])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec. The pipe
+        // ends are moved above fd 9 first so that dup2 onto 3 and 4 never clobbers the other
+        // one; dup2 clears close-on-exec on 3 and 4.
+        unsafe {
+            command.pre_exec(move || {
+                let a = sys::fcntl(cr, sys::F_DUPFD, 10);
+                let b = sys::fcntl(rw, sys::F_DUPFD, 10);
+                if a < 0 || b < 0 || sys::dup2(a, 3) < 0 || sys::dup2(b, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap();
+        drop(cmd_r);
+        drop(resp_w);
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let done = done.clone();
+            let pid = child.id() as i32;
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(90);
+                while Instant::now() < deadline {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    eprintln!("chromium (DevTools pipe) hung for 90 s: killing it");
+                    // SAFETY: plain syscall on our own child, which has not been reaped yet
+                    // (reaping happens in Drop, after `done` is set).
+                    unsafe { sys::kill(pid, 9) };
+                }
+            });
+        }
+        Cdp {
+            child,
+            to: cmd_w,
+            from: std::io::BufReader::new(resp_r),
+            next_id: 0,
+            session: None,
+            dir,
+            done,
+        }
+    }
+
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = serde_json::json!(s);
+        }
+        let mut bytes = serde_json::to_vec(&msg).unwrap();
+        bytes.push(0);
+        self.to.write_all(&bytes).unwrap();
+        loop {
+            let mut buf = Vec::new();
+            let n = self.from.read_until(0, &mut buf).unwrap();
+            assert!(n > 0, "chromium closed the DevTools pipe");
+            buf.pop();
+            let reply: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            if reply["id"] == id {
+                assert!(reply.get("error").is_none(), "{method}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    fn open(&mut self, url: &str) {
+        let target = self.call("Target.createTarget", serde_json::json!({"url": url}));
+        let session = self.call(
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target["targetId"], "flatten": true}),
+        );
+        self.session = Some(session["sessionId"].as_str().unwrap().to_string());
+    }
+
+    fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expression, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Evaluates `expression` every 100 ms until it is `true`.
+    fn wait_until(&mut self, expression: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.eval(expression) == serde_json::json!(true) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Cdp {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Close the browser properly (so its helper processes exit with it), then make sure.
+        {
+            use std::io::Write;
+            let _ = self
+                .to
+                .write_all(b"{\"id\":999999,\"method\":\"Browser.close\"}\0");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// The page's DOM after it has loaded and polled for a few (virtual) seconds.
@@ -349,6 +551,64 @@ fn viewer_shows_the_add_to_cart_waterfall_in_headless_chromium() {
         assert!(r.html.contains("class=\"bar error\""));
     }
     assert_eq!(rows_err[1].name, "LEGACY_SERVICE GET /legacy/*");
+
+    // ---- live: a new request shows up in the open page, no reload ----
+    let live_started = Instant::now();
+    let mut cdp = Cdp::launch("live");
+    cdp.open(&url);
+    assert!(
+        cdp.wait_until(
+            "document.querySelectorAll('.trace-item').length === 5",
+            Duration::from_secs(30)
+        ),
+        "the page never listed the 5 traces"
+    );
+    // A marker that a reload would wipe.
+    cdp.eval("window.__sameDocument = 'yes'");
+    let before = mesh.collector.spans().len();
+    assert_eq!(
+        demo::mesh::send(GATEWAY, "GET", "/api/products/p-1", "").unwrap(),
+        200
+    );
+    let spans = mesh
+        .collector
+        .wait_for(Duration::from_secs(10), |s| {
+            s.iter()
+                .skip(before)
+                .any(|x| x.name == "GET /api/products/:id")
+        })
+        .unwrap_or_else(|s| panic!("products trace did not arrive: {}", demo::tree::render(&s)));
+    let new_trace = spans
+        .iter()
+        .skip(before)
+        .find(|x| x.name == "GET /api/products/:id")
+        .unwrap()
+        .trace_id
+        .clone();
+    assert!(
+        cdp.wait_until(
+            &format!("!!document.querySelector('.trace-item[data-trace-id=\"{new_trace}\"]')"),
+            Duration::from_secs(10)
+        ),
+        "the new trace {new_trace} did not appear in the open page"
+    );
+    assert_eq!(
+        cdp.eval("window.__sameDocument"),
+        "yes",
+        "the page reloaded"
+    );
+    assert_eq!(
+        cdp.eval("document.querySelector('.trace-item').getAttribute('data-trace-id')"),
+        serde_json::json!(new_trace),
+        "newest first"
+    );
+    // The open trace stays open.
+    assert_eq!(
+        cdp.eval("document.querySelectorAll('.span-row').length"),
+        serde_json::json!(5)
+    );
+    drop(cdp);
+    eprintln!("live update seen in {:?}", live_started.elapsed());
 
     // ---- screenshots ----
     let target = root.join("target");

@@ -27,3 +27,6 @@ pub use collector::{AttrValue, Collector, RecordedEvent, RecordedRequest, Record
 pub use envoy::{Envoy, EnvoyOpts, ProcessGuard};
 pub use http::parse_listen_addr;
 pub use shop::{Service, ServiceHandle};
+
+/// Re-exported for the end-to-end tests of the root crate (JSON of the DevTools protocol).
+pub use serde_json;
