@@ -17,12 +17,12 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy build test unit e2e lint run clean wrk bench-build bench
+.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench microbench
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
-	@echo "make test           unit tests, Envoy config validation, end-to-end tests in the real Envoy, clippy"
+	@echo "make test           unit tests, deployment-file schema checks, Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
 	@echo "make build          build $(WASM) (release) and print its size"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
@@ -36,7 +36,16 @@ envoy:
 	fi
 	@echo ">> $$(envoy --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1 | sed 's|version: [0-9a-f]*/|envoy |')"
 
-deps: envoy
+# The trace viewer's end-to-end test (tests/e2e_viewer.rs) drives headless Chromium: Debian's
+# `chromium` package, installed when no Chromium is on PATH (CHROMIUM=/path picks another).
+chromium:
+	@if [ -z "$${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1 \
+	    && ! command -v chromium-browser >/dev/null 2>&1 && ! command -v google-chrome >/dev/null 2>&1; then \
+	  echo ">> installing Chromium (Debian package chromium) for the trace viewer's browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+deps: envoy chromium
 
 ## Build ---------------------------------------------------------------------------------------
 
@@ -102,10 +111,12 @@ bench: envoy wrk bench-build
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
 
-# End-to-end tests and config validation: real Envoy, built wasm, loopback services.
+# End-to-end tests and config validation: real Envoy, built wasm, loopback services, and the
+# trace viewer in headless Chromium (tests/e2e_viewer.rs). The deployment files' schema checks
+# (demo/tests/deploy_schemas.rs) run in `unit`.
 # The shipped configs use fixed loopback ports: one e2e run at a time on a machine (flock).
 E2E_LOCK := /tmp/gateway-tracing-e2e.lock
-e2e: envoy build
+e2e: envoy chromium build
 	flock $(E2E_LOCK) cargo test -p gateway-tracing --test '*' -- --test-threads=1
 
 # Library and binary code: no unwrap/expect/panic (workspace lints). Test code: those allowed

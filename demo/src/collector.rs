@@ -5,7 +5,8 @@
 //! `ExportTraceServiceRequest`, and keeps every request ([`RecordedRequest`])
 //! and every span, flattened with its resource and scope ([`RecordedSpan`]),
 //! for tests and for the `otel-collector` demo binary. It also serves
-//! `GET /traces` (all spans as a JSON array) and `GET /healthz`.
+//! `GET /traces` (all spans as a JSON array), `GET /healthz`, and the trace viewer
+//! ([`crate::viewer`]): the page at `GET /` and its JSON at `GET /api/traces[/{id}]`.
 //!
 //! Failure injection: [`Collector::fail_next`] makes the next N exports fail
 //! with a chosen status (they are recorded as requests but their spans are
@@ -197,6 +198,8 @@ struct State {
     fail_remaining: usize,
     fail_status: u16,
     jsonl: Option<File>,
+    /// `GET /api/traces` requests served (the viewer page polls it).
+    viewer_polls: usize,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -266,6 +269,17 @@ impl Collector {
             .collect()
     }
 
+    /// How many times the trace list (`GET /api/traces`, what the viewer page polls) was
+    /// served.
+    pub fn viewer_polls(&self) -> usize {
+        lock(&self.state).viewer_polls
+    }
+
+    /// The trace viewer page: `http://ADDR/`.
+    pub fn viewer_url(&self) -> String {
+        format!("http://{}/", self.addr())
+    }
+
     /// Forgets all spans and requests (and any pending `fail_next`).
     pub fn clear(&self) {
         let mut st = lock(&self.state);
@@ -324,6 +338,12 @@ fn handle(state: &Shared, mut req: Request) {
         let body = serde_json::to_vec(&lock(state).spans).unwrap_or_else(|_| b"[]".to_vec());
         http::respond_bytes(req, 200, "application/json", body);
         return;
+    }
+    if method == Method::Get {
+        if let Some((status, ctype, body)) = viewer_get(state, &path) {
+            http::respond_bytes(req, status, ctype, body);
+            return;
+        }
     }
 
     let headers = http::headers_of(&req);
@@ -431,6 +451,38 @@ fn handle(state: &Shared, mut req: Request) {
             record.decode_error = Some(msg.clone());
             lock(state).requests.push(record);
             http::respond_text(req, status, &format!("{msg}\n"));
+        }
+    }
+}
+
+/// The trace viewer's page and JSON endpoints (see [`crate::viewer`]): `Some((status,
+/// content type, body))` for a viewer path, `None` for anything else.
+fn viewer_get(state: &Shared, path: &str) -> Option<(u16, &'static str, Vec<u8>)> {
+    let json = |v: Result<Vec<u8>, serde_json::Error>| match v {
+        Ok(body) => (200, "application/json", body),
+        Err(e) => (500, "text/plain", format!("{e}\n").into_bytes()),
+    };
+    match path {
+        "/" | "/index.html" => Some((
+            200,
+            "text/html; charset=utf-8",
+            crate::viewer::PAGE.as_bytes().to_vec(),
+        )),
+        "/favicon.ico" => Some((204, "image/x-icon", Vec::new())),
+        "/api/traces" | "/api/traces/" => {
+            let mut st = lock(state);
+            st.viewer_polls += 1;
+            let list = crate::viewer::summaries(&st.spans);
+            drop(st);
+            Some(json(serde_json::to_vec(&list)))
+        }
+        _ => {
+            let id = path.strip_prefix("/api/traces/")?;
+            let view = crate::viewer::trace_view(&lock(state).spans, id);
+            Some(match view {
+                Some(v) => json(serde_json::to_vec(&v)),
+                None => (404, "text/plain", b"no such trace\n".to_vec()),
+            })
         }
     }
 }

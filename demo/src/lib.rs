@@ -2,6 +2,7 @@
 //!
 //! - [`collector`]: in-process OTLP/HTTP trace receiver that records spans.
 //! - [`tree`]: renders received spans as per-trace trees.
+//! - [`viewer`]: the trace viewer page (waterfall) the collector serves at `/`.
 //! - [`shop`]: the demo e-commerce services (auth, products, cart, orders, fulfillment).
 //! - [`envoy`]: runs a real Envoy process for end-to-end tests; [`envoy::ProcessGuard`].
 //! - [`mesh`]: the whole shop mesh (collector, services, gateway and cart sidecar Envoys) and
@@ -20,8 +21,12 @@ pub mod http;
 pub mod mesh;
 pub mod shop;
 pub mod tree;
+pub mod viewer;
 
 pub use collector::{AttrValue, Collector, RecordedEvent, RecordedRequest, RecordedSpan};
 pub use envoy::{Envoy, EnvoyOpts, ProcessGuard};
 pub use http::parse_listen_addr;
 pub use shop::{Service, ServiceHandle};
+
+/// Re-exported for the end-to-end tests of the root crate (JSON of the DevTools protocol).
+pub use serde_json;

@@ -285,3 +285,64 @@ fn wait_for_times_out_with_current_spans() -> R {
     assert_eq!(res, Err(vec![]));
     Ok(())
 }
+
+#[test]
+fn viewer_page_and_its_json() -> R {
+    let c = Collector::start(":0")?;
+    let base = format!("http://{}", c.addr());
+    let get = |path: &str| -> Result<(u16, String, String), Box<dyn std::error::Error>> {
+        match agent().get(&format!("{base}{path}")).call() {
+            Ok(r) => {
+                let ctype = r.content_type().to_string();
+                Ok((r.status(), ctype, r.into_string()?))
+            }
+            Err(ureq::Error::Status(code, r)) => Ok((code, String::new(), r.into_string()?)),
+            Err(e) => Err(Box::new(e)),
+        }
+    };
+    let (status, ctype, page) = get("/")?;
+    assert_eq!((status, ctype.as_str()), (200, "text/html"));
+    assert!(page.contains("<title>gateway-tracing"));
+    assert_eq!(c.viewer_url(), format!("{base}/"));
+
+    let (_, _, empty) = get("/api/traces")?;
+    assert_eq!(empty, "[]");
+    assert_eq!(
+        post(
+            &c.traces_url(),
+            "application/x-protobuf",
+            &sample().encode_to_vec()
+        )?,
+        200
+    );
+    let (status, _, list) = get("/api/traces")?;
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_str(&list)?;
+    assert_eq!(list[0]["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(list[0]["root_name"], "GET /products");
+    assert_eq!(list[0]["span_count"], 1);
+    assert_eq!(list[0]["error_count"], 0);
+    assert_eq!(list[0]["services"][0], "ecomm-ms-gateway");
+    assert_eq!(c.viewer_polls(), 2);
+
+    let (status, _, one) = get("/api/traces/4BF92F3577B34DA6A3CE929D0E0E4736")?;
+    assert_eq!(status, 200);
+    let one: serde_json::Value = serde_json::from_str(&one)?;
+    let span = &one["spans"][0];
+    assert_eq!(span["name"], "GET /products");
+    assert_eq!(span["kind"], "SERVER");
+    assert_eq!(span["status"], "OK");
+    assert_eq!(span["offset_ms"], 0.0);
+    assert_eq!(span["duration_ms"], 12.3);
+    assert_eq!(span["events"][0]["offset_ms"], 5.0);
+    assert_eq!(span["resource"]["service.name"], "ecomm-ms-gateway");
+
+    assert_eq!(get("/api/traces/0123")?.0, 404);
+    assert_eq!(get("/favicon.ico")?.0, 204);
+    assert!(
+        c.requests().iter().all(|r| r.path == "/v1/traces"),
+        "viewer requests are not recorded: {:?}",
+        c.requests()
+    );
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //!
 //! Starts the embedded OTLP collector, the five shop services, the cart's sidecar Envoy and
 //! the gateway Envoy; drives the shopping flow (login, list products, add to cart, place
-//! order); prints each trace as a tree; then keeps serving (printing new traces) until
+//! order); prints each trace as a tree (and shows them in the collector's trace viewer, whose
+//! URL it prints first); then keeps serving (printing new traces) until
 //! Ctrl-C. With `--once` it exits after the flow: status 0 only if every expected trace
 //! arrived complete. Every process is torn down on exit.
 
@@ -40,6 +41,8 @@ fn run(once: bool) -> i32 {
         }
     };
     let jsonl = root.join("target/demo-spans.jsonl");
+    let viewer = format!("http://{}/", demo::mesh::COLLECTOR);
+    println!("Trace viewer: {viewer}   (open it in a browser; new traces appear live)");
     println!("Starting the shop mesh (collector, services, cart sidecar, gateway)...");
     let mesh = match Mesh::start(&root, Some(&jsonl), None) {
         Ok(m) => m,
@@ -49,6 +52,7 @@ fn run(once: bool) -> i32 {
         }
     };
     println!();
+    println!("  trace viewer       {viewer}   (waterfall of every trace, live)");
     println!("  OTLP collector     http://127.0.0.1:4318/v1/traces   (all spans: curl http://127.0.0.1:4318/traces)");
     for s in &mesh.services {
         println!("  {:<18} {}", s.service().name(), s.url());
@@ -89,7 +93,7 @@ fn run(once: bool) -> i32 {
     }
 
     println!();
-    println!("Serving until Ctrl-C. Try:");
+    println!("Serving until Ctrl-C. Watch {viewer} and try:");
     println!(
         "  curl -s -X POST http://127.0.0.1:10000/api/cart/c-7/add -d '{{\"productId\":\"p-3\"}}'"
     );
