@@ -106,6 +106,10 @@ bench-build: build
 bench: envoy wrk bench-build
 	timeout --signal=INT --kill-after=30 $(BENCH_TIMEOUT) python3 bench/bench.py
 
+# Host-side micro-benchmark of one request through the core (start, span writing, framing).
+microbench:
+	cargo bench -p gateway-tracing-core --features testing
+
 ## Test ----------------------------------------------------------------------------------------
 
 unit:
