@@ -6,7 +6,7 @@ use crate::root::Shared;
 use gateway_tracing_core::host::Stats;
 use gateway_tracing_core::metrics::Counter;
 use gateway_tracing_core::otlp;
-use gateway_tracing_core::tracer::{self, ActiveRequest, Completion};
+use gateway_tracing_core::tracer::{self, calls, ActiveRequest, Completion};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
@@ -72,6 +72,9 @@ impl HttpContext for Http {
             return;
         }
         let done = Completion::read(&ProxyHost, &shared.config);
+        if let Some(call) = calls::record(&shared.config, &req, &done) {
+            shared.calls.record(&call);
+        }
         let mut run = Vec::with_capacity(1024);
         if tracer::finish(&shared.config, &req, &done, &shared.stats, &mut run) == 0 {
             return;

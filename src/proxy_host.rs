@@ -3,10 +3,12 @@
 //! request.
 
 use crate::abi;
+use gateway_tracing_core::config::Config;
 use gateway_tracing_core::host::{
     ExportHost, ExportRequest, Host, HostError, HostErrorKind, Stats,
 };
 use gateway_tracing_core::metrics::Counter;
+use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 use std::cell::{Cell, RefCell};
@@ -173,6 +175,56 @@ impl Stats for ProxyStats {
             if let Some(slot) = pending.get_mut(counter.index()) {
                 *slot = slot.saturating_add(n);
             }
+        }
+    }
+}
+
+/// Per-target call metrics (`call_metrics: true`), defined once at configure time:
+/// `gateway_tracing.call.<target>.{rq_2xx,rq_3xx,rq_4xx,rq_5xx,failed}` counters and a
+/// `gateway_tracing.call.<target>.duration_ms` histogram per configured cluster.
+#[derive(Default)]
+pub struct CallMetrics {
+    /// Per target: counter ids by [`CallClass::index`], then the histogram id.
+    targets: Vec<([Option<u32>; 5], Option<u32>)>,
+}
+
+impl CallMetrics {
+    pub fn define(config: &Config) -> CallMetrics {
+        let define = |kind: MetricType, name: String| match hostcalls::define_metric(kind, &name) {
+            Ok(id) => Some(id),
+            Err(s) => {
+                log::warn!("could not define metric {name}: {s:?}");
+                None
+            }
+        };
+        let targets = calls::targets(config)
+            .into_iter()
+            .map(|t| {
+                let counters = CallClass::ALL.map(|c| {
+                    define(
+                        MetricType::Counter,
+                        format!("{}{t}.{}", calls::CALL_PREFIX, c.suffix()),
+                    )
+                });
+                let histogram = define(
+                    MetricType::Histogram,
+                    format!("{}{t}.{}", calls::CALL_PREFIX, calls::DURATION_SUFFIX),
+                );
+                (counters, histogram)
+            })
+            .collect();
+        CallMetrics { targets }
+    }
+
+    pub fn record(&self, call: &CallRecord) {
+        let Some((counters, histogram)) = self.targets.get(call.target) else {
+            return;
+        };
+        if let Some(Some(id)) = counters.get(call.class.index()) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+        if let Some(id) = histogram {
+            let _ = hostcalls::record_metric(*id, call.duration_ms);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! receives export responses.
 
 use crate::http::Http;
-use crate::proxy_host::{now_nanos, ProxyExport, ProxyStats};
+use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyStats};
 use gateway_tracing_core::config::{self, Config};
 use gateway_tracing_core::exporter::Exporter;
 use proxy_wasm::hostcalls;
@@ -17,6 +17,8 @@ pub struct Shared {
     pub config: Config,
     pub exporter: RefCell<Exporter>,
     pub stats: ProxyStats,
+    /// Per-target call metrics; empty unless `call_metrics` is on.
+    pub calls: CallMetrics,
 }
 
 pub struct Root {
@@ -114,10 +116,16 @@ impl RootContext for Root {
         };
         let flush_interval = config.exporter.flush_interval;
         let exporter = RefCell::new(Exporter::new(&config));
+        let calls = if config.call_metrics {
+            CallMetrics::define(&config)
+        } else {
+            CallMetrics::default()
+        };
         self.shared = Some(Rc::new(Shared {
             config,
             exporter,
             stats: ProxyStats::define(),
+            calls,
         }));
         if let Err(s) = hostcalls::set_tick_period(flush_interval) {
             log::error!("could not start the export timer: {s:?}");

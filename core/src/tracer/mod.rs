@@ -8,8 +8,9 @@
 //! upstream call; an inbound sidecar only the SERVER span; an outbound sidecar only the CLIENT.
 //!
 //! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
-//! (pure span building).
+//! (pure span building), [`calls`] (per-target call metrics).
 
+pub mod calls;
 mod completion;
 mod spans;
 mod start;

@@ -278,10 +278,11 @@ fn expose_ids(host: &mut dyn Host, req: &ActiveRequest) {
 }
 
 impl ActiveRequest {
-    /// True when the log phase must read Envoy's completion: the request was sampled, or it
-    /// may still be kept because it failed (`sampler_keep_errors`).
+    /// True when the log phase must read Envoy's completion: the request was sampled, it may
+    /// still be kept because it failed (`sampler_keep_errors`), or its call is counted
+    /// (`call_metrics`).
     pub fn wants_completion(&self, config: &Config) -> bool {
-        self.recorded || config.keep_errors
+        self.recorded || config.keep_errors || (config.call_metrics && self.client.is_some())
     }
 
     /// The response's end of stream reached this filter: the upstream call is over. The CLIENT

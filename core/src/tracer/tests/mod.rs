@@ -4,6 +4,8 @@
 //! and span timing). Shared fixtures live here.
 #![allow(dead_code)]
 
+mod attributes;
+mod calls;
 mod completion;
 mod modes;
 mod naming;

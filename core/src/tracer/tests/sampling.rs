@@ -54,3 +54,115 @@ fn sampling_rows() {
         );
     }
 }
+
+/// `traceidratio` decides by the trace id's 56 random bits, so every hop with the same ratio
+/// agrees. NEW_TRACE's randomness is about 0.098 of the range, PARENT_TRACE's about 0.807:
+/// a ratio p samples a trace when its randomness is at least 1 - p.
+#[test]
+fn ratio_sampling_rows() {
+    struct Row {
+        config: &'static str,
+        path: &'static str,
+        incoming: Option<&'static str>,
+        recorded: bool,
+        reason: &'static str,
+    }
+    const RATIO_50: &str = r#"{"sampler": "traceidratio", "sampler_ratio": 0.5,
+        "routes": [{"template": "/api/products/:id", "sampler_ratio": 0.95}, {"template": "/api/cart/:id", "sampler_ratio": 0.0}],
+        "exporter": {"cluster": "otel"}}"#;
+    const PB_RATIO_50: &str = r#"{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.5, "exporter": {"cluster": "otel"}}"#;
+    #[rustfmt::skip]
+    let rows = [
+        Row { config: RATIO_50, path: "/other", incoming: None, recorded: false, reason: "new trace, randomness 0.098 < 1 - 0.5" },
+        Row { config: RATIO_50, path: "/other", incoming: Some(PARENT_UNSAMPLED), recorded: true, reason: "traceidratio ignores the parent's flag: randomness 0.807 >= 0.5" },
+        Row { config: RATIO_50, path: "/api/products/p-1", incoming: None, recorded: true, reason: "the route's 0.95 overrides: 0.098 >= 0.05" },
+        Row { config: RATIO_50, path: "/api/cart/c-1", incoming: Some(PARENT), recorded: false, reason: "the route's 0 samples nothing" },
+        Row { config: PB_RATIO_50, path: "/other", incoming: None, recorded: false, reason: "root: by ratio" },
+        Row { config: PB_RATIO_50, path: "/other", incoming: Some(PARENT), recorded: true, reason: "follows a sampled parent" },
+        Row { config: PB_RATIO_50, path: "/other", incoming: Some(PARENT_UNSAMPLED), recorded: false, reason: "follows an unsampled parent" },
+    ];
+    for r in rows {
+        let mut host = request("GET", r.path, None);
+        if let Some(tp) = r.incoming {
+            host = host.header("traceparent", tp);
+        }
+        let run = run(&config(r.config), host, &answered(200));
+        assert_eq!(run.req.recorded, r.recorded, "{}", r.reason);
+        assert_eq!(run.spans.is_empty(), !r.recorded, "{}", r.reason);
+    }
+}
+
+/// Two hops with the same ratio agree on a trace: the second sees the first's decision in
+/// the sampled flag and, under `traceidratio`, computes the same one from the same id.
+#[test]
+fn ratio_decision_agrees_across_hops() {
+    let cfg = config(
+        r#"{"sampler": "traceidratio", "sampler_ratio": 0.5, "exporter": {"cluster": "otel"}}"#,
+    );
+    for incoming in [PARENT, PARENT_UNSAMPLED] {
+        let first = run(
+            &cfg,
+            request("GET", "/", Some("products")).header("traceparent", incoming),
+            &answered(200),
+        );
+        let second = run(
+            &cfg,
+            request("GET", "/", Some("products")).header("traceparent", &first.traceparent()),
+            &answered(200),
+        );
+        assert_eq!(first.req.recorded, second.req.recorded, "from {incoming}");
+        assert!(first
+            .traceparent()
+            .ends_with(if first.req.recorded { "-01" } else { "-00" }));
+    }
+}
+
+#[test]
+fn keep_errors_records_failed_requests_the_ratio_dropped() {
+    struct Row {
+        done: Completion,
+        kept: bool,
+        reason: &'static str,
+    }
+    let cfg = config(
+        r#"{"sampler": "always_off", "sampler_keep_errors": true, "exporter": {"cluster": "otel"}}"#,
+    );
+    #[rustfmt::skip]
+    let rows = [
+        Row { done: answered(200), kept: false, reason: "success stays unrecorded" },
+        Row { done: answered(404), kept: false, reason: "a 4xx is the client's error, not kept" },
+        Row { done: answered(503), kept: true, reason: "an upstream 5xx is kept" },
+        Row { done: connection_failure(), kept: true, reason: "a connection failure is kept" },
+        Row { done: local_reply(0, ""), kept: true, reason: "no response at all is kept" },
+    ];
+    for r in rows {
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        let stats = MockStats::new();
+        let req = start(&cfg, &mut host, &stats);
+        assert!(!req.recorded, "{}", r.reason);
+        assert!(
+            req.wants_completion(&cfg),
+            "the log phase still reads the completion"
+        );
+        let mut out = Vec::new();
+        let n = finish(&cfg, &req, &r.done, &stats, &mut out);
+        assert_eq!(n > 0, r.kept, "{}", r.reason);
+        assert_eq!(
+            stats.get(Counter::RequestsKeptForError),
+            u64::from(r.kept),
+            "{}",
+            r.reason
+        );
+        assert!(
+            host.single_header("traceparent").ends_with("-00"),
+            "{}: propagated unsampled",
+            r.reason
+        );
+    }
+    let off = with_sampler("always_off");
+    let req = start(&off, &mut request("GET", "/", None), &MockStats::new());
+    assert!(
+        !req.wants_completion(&off),
+        "without keep_errors an unsampled request skips the log-phase reads"
+    );
+}
