@@ -2,7 +2,7 @@
 //! still be changed) and finishes it in `on_log`, when Envoy's response details are complete.
 
 use crate::proxy_host::{now_nanos, ProxyExport, ProxyHost};
-use crate::root::Shared;
+use crate::shared::Shared;
 use gateway_tracing_core::host::Stats;
 use gateway_tracing_core::metrics::Counter;
 use gateway_tracing_core::otlp;

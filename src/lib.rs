@@ -8,6 +8,7 @@ mod abi;
 mod http;
 mod proxy_host;
 mod root;
+mod shared;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

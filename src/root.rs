@@ -4,22 +4,14 @@
 
 use crate::http::Http;
 use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyStats};
-use gateway_tracing_core::config::{self, Config};
+use crate::shared::Shared;
+use gateway_tracing_core::config;
 use gateway_tracing_core::exporter::Exporter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// State shared by the root context and the HTTP contexts of one VM.
-pub struct Shared {
-    pub config: Config,
-    pub exporter: RefCell<Exporter>,
-    pub stats: ProxyStats,
-    /// Per-target call metrics; empty unless `call_metrics` is on.
-    pub calls: CallMetrics,
-}
 
 pub struct Root {
     shared: Option<Rc<Shared>>,
