@@ -129,6 +129,8 @@ lint:
 	cargo clippy --workspace --lib --bins -- -D warnings
 	cargo clippy --workspace --tests -- -D warnings \
 	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
+	cargo clippy -p gateway-tracing-core --benches --features testing -- -D warnings \
+	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
 
 test: envoy build lint unit e2e
 	@echo ">> make test: all green"

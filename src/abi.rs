@@ -7,7 +7,7 @@
 //! `proxy_on_memory_allocate` (a `Vec<u8>` it forgets), and are taken back here with
 //! `Vec::from_raw_parts`, exactly as the SDK does.
 
-use gateway_tracing_core::host::{decode_header_map, HostError, HostErrorKind};
+use gateway_tracing_core::host::{HeaderMap, HostError, HostErrorKind};
 
 /// `proxy_status_t` values (proxy-wasm ABI 0.2.1).
 const OK: u32 = 0;
@@ -83,12 +83,12 @@ fn property_path(path: &[&str]) -> Vec<u8> {
 }
 
 /// Every pair of a header map, duplicates kept, in order.
-pub fn header_map(map_type: u32) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+pub fn header_map(map_type: u32) -> Result<HeaderMap, HostError> {
     let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
     // SAFETY: out-pointers to locals; the host writes a pointer and a size.
     let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
     match status {
-        OK => Ok(take(data, size).map_or_else(Vec::new, |b| decode_header_map(&b))),
+        OK => Ok(take(data, size).map_or_else(HeaderMap::default, HeaderMap::from_abi)),
         s => Err(error("get_header_map_pairs", s)),
     }
 }

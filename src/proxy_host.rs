@@ -5,7 +5,7 @@
 use crate::abi;
 use gateway_tracing_core::config::Config;
 use gateway_tracing_core::host::{
-    ExportHost, ExportRequest, Host, HostError, HostErrorKind, Stats,
+    ExportHost, ExportRequest, HeaderMap, Host, HostError, HostErrorKind, Stats,
 };
 use gateway_tracing_core::metrics::Counter;
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
@@ -85,11 +85,11 @@ impl Host for ProxyHost {
         abi::property(path)
     }
 
-    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    fn request_headers(&self) -> Result<HeaderMap, HostError> {
         abi::header_map(abi::REQUEST_HEADERS)
     }
 
-    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
+    fn response_headers(&self) -> Result<HeaderMap, HostError> {
         abi::header_map(abi::RESPONSE_HEADERS)
     }
 

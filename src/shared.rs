@@ -15,4 +15,3 @@ pub struct Shared {
     /// Per-target call metrics; empty unless `call_metrics` is on.
     pub calls: CallMetrics,
 }
-

@@ -15,11 +15,11 @@ pub trait Host {
     /// `Ok(None)` when Envoy has no value for it.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
     /// All request headers, in order, duplicates kept, values as bytes.
-    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    fn request_headers(&self) -> Result<HeaderMap, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     /// All response headers (log phase), in order, duplicates kept.
-    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
+    fn response_headers(&self) -> Result<HeaderMap, HostError>;
     /// Sets a filter-state value for this stream (Envoy stores it as `wasm.<key>`).
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError>;
 }
@@ -111,24 +111,116 @@ pub fn property_bytes(read: Result<Option<Vec<u8>>, HostError>) -> Option<Vec<u8
     }
 }
 
-/// Helper views over a header list.
-pub fn header<'a>(headers: &'a [(String, Vec<u8>)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
+/// The first value of header `name` (case-insensitive), if it is UTF-8.
+pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name)
 }
 
-/// Adapts a header list to the propagation [`Extractor`](crate::propagation::Extractor).
-pub struct HeaderList<'a>(pub &'a [(String, Vec<u8>)]);
+/// Adapts a header map to the propagation [`Extractor`](crate::propagation::Extractor).
+pub struct HeaderList<'a>(pub &'a HeaderMap);
 
 impl crate::propagation::Extractor for HeaderList<'_> {
     fn get_all(&self, name: &str) -> Vec<&[u8]> {
-        self.0
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-            .collect()
+        self.0.get_all(name).collect()
+    }
+}
+
+/// A header map as the host hands it over: one buffer in the proxy-wasm ABI's serialisation
+/// and the offsets of each name and value, so reading a request's headers costs one
+/// allocation for the buffer and one for the index, not two per header.
+///
+/// The serialisation: `u32` count, `count` pairs of `u32` (name length, value length), then
+/// each name and value followed by a NUL. A malformed buffer yields the pairs read so far;
+/// never panics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderMap {
+    buf: Vec<u8>,
+    /// (name start, name end, value start, value end) into `buf`.
+    index: Vec<(usize, usize, usize, usize)>,
+}
+
+impl HeaderMap {
+    /// Indexes a buffer in the ABI serialisation.
+    pub fn from_abi(buf: Vec<u8>) -> HeaderMap {
+        let u32_at = |at: usize| -> Option<usize> {
+            let bytes: [u8; 4] = buf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(bytes)).ok()
+        };
+        let mut index = Vec::new();
+        if let Some(count) = u32_at(0) {
+            index.reserve(count.min(128));
+            let mut p = count.saturating_mul(8).saturating_add(4);
+            for n in 0..count {
+                let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
+                    break;
+                };
+                let k_end = p.saturating_add(klen);
+                let v_start = k_end.saturating_add(1);
+                let v_end = v_start.saturating_add(vlen);
+                if v_end > buf.len() {
+                    break;
+                }
+                index.push((p, k_end, v_start, v_end));
+                p = v_end.saturating_add(1);
+            }
+        }
+        HeaderMap { buf, index }
+    }
+
+    /// Builds a map from pairs (tests, and hosts that are not Envoy).
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a [u8])> + Clone,
+    ) -> HeaderMap {
+        let count = pairs.clone().into_iter().count();
+        let mut buf = (count as u32).to_le_bytes().to_vec();
+        for (k, v) in pairs.clone() {
+            buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
+            buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (k, v) in pairs {
+            buf.extend_from_slice(k.as_bytes());
+            buf.push(0);
+            buf.extend_from_slice(v);
+            buf.push(0);
+        }
+        HeaderMap::from_abi(buf)
+    }
+
+    /// Every (name, value), in order, duplicates kept. A name that is not UTF-8 reads as "".
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.index.iter().map(|&(ks, ke, vs, ve)| {
+            let k = self
+                .buf
+                .get(ks..ke)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or("");
+            (k, self.buf.get(vs..ve).unwrap_or(&[]))
+        })
+    }
+
+    /// Every value of `name` (case-insensitive), in order.
+    pub fn get_all<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The first value of `name`, if it is UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_all(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
     }
 }
 
@@ -152,67 +244,31 @@ impl crate::propagation::Injector for HostInjector<'_> {
     }
 }
 
-/// The ABI's header-map serialisation: `u32` count, `count` pairs of `u32` (key length,
-/// value length), then each key and value followed by a NUL. A malformed buffer yields the
-/// pairs read so far; a non-UTF-8 name is kept lossily. Never panics.
-pub fn decode_header_map(b: &[u8]) -> Vec<(String, Vec<u8>)> {
-    let u32_at = |at: usize| -> Option<usize> {
-        let bytes: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(bytes)).ok()
-    };
-    let Some(count) = u32_at(0) else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(count.min(256));
-    let mut p = 4 + count.saturating_mul(8);
-    for n in 0..count {
-        let (Some(klen), Some(vlen)) = (u32_at(4 + n * 8), u32_at(8 + n * 8)) else {
-            break;
-        };
-        let (Some(k), Some(v)) = (b.get(p..p + klen), b.get(p + klen + 1..p + klen + 1 + vlen))
-        else {
-            break;
-        };
-        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
-        p += klen + 1 + vlen + 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod header_map_tests {
     use super::*;
 
-    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend_from_slice(k.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
-    }
-
     #[test]
-    fn header_pairs_round_trip_and_malformed_input_never_panics() {
+    fn header_map_round_trips_and_malformed_input_never_panics() {
         let pairs: [(&str, &[u8]); 3] = [
             (":path", b"/a"),
             ("traceparent", b"x"),
-            ("traceparent", b"\xff\x80"),
+            ("Traceparent", b"\xff\x80"),
         ];
-        let b = serialize(&pairs);
-        let got = decode_header_map(&b);
-        assert_eq!(got.len(), 3);
-        assert_eq!(got[2], ("traceparent".to_string(), b"\xff\x80".to_vec()));
+        let m = HeaderMap::from_pairs(pairs);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.iter().collect::<Vec<_>>(), pairs.to_vec());
+        assert_eq!(
+            m.get_all("TRACEPARENT").collect::<Vec<_>>(),
+            [&b"x"[..], b"\xff\x80"]
+        );
+        assert_eq!(m.get(":path"), Some("/a"));
+        assert_eq!(m.get("missing"), None);
+        let b = m.buf.clone();
         for cut in 0..b.len() {
-            let partial = decode_header_map(&b[..cut]);
-            assert!(partial.len() <= 3);
+            assert!(HeaderMap::from_abi(b[..cut].to_vec()).len() <= 3);
         }
-        assert!(decode_header_map(&[0xff, 0xff, 0xff, 0xff]).is_empty());
+        assert!(HeaderMap::from_abi(vec![0xff, 0xff, 0xff, 0xff]).is_empty());
+        assert!(HeaderMap::from_abi(Vec::new()).is_empty());
     }
 }

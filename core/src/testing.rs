@@ -4,7 +4,7 @@
 //!
 //! Compiled for tests, and for the host micro-benchmarks with the `testing` feature.
 use crate::config::Config;
-use crate::host::{Host, HostError, HostErrorKind, Stats};
+use crate::host::{HeaderMap, Host, HostError, HostErrorKind, Stats};
 use crate::metrics::Counter;
 use crate::otlp::{Event, Span};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -18,6 +18,9 @@ use std::collections::HashMap;
 #[derive(Debug, Clone)]
 pub struct MockHost {
     headers: Vec<(String, Vec<u8>)>,
+    /// `headers` in the host's serialisation, built on first read (what Envoy copies into
+    /// the VM), so the micro-benchmark measures the core, not the mock.
+    serialized: std::cell::OnceCell<HeaderMap>,
     properties: HashMap<Vec<String>, Vec<u8>>,
     now: u64,
     random: [u8; 32],
@@ -39,6 +42,7 @@ impl MockHost {
     pub fn new() -> Self {
         MockHost {
             headers: Vec::new(),
+            serialized: std::cell::OnceCell::new(),
             properties: HashMap::new(),
             now: 0,
             random: [0x11; 32],
@@ -51,6 +55,7 @@ impl MockHost {
 
     /// Appends a request header (duplicates are kept, in order).
     pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.serialized = std::cell::OnceCell::new();
         self.headers
             .push((name.to_string(), value.as_bytes().to_vec()));
         self
@@ -138,12 +143,21 @@ impl Host for MockHost {
         Ok(self.properties.get(&key).cloned())
     }
 
-    fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        Ok(self.headers.clone())
+    fn request_headers(&self) -> Result<HeaderMap, HostError> {
+        Ok(self
+            .serialized
+            .get_or_init(|| {
+                HeaderMap::from_pairs(self.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            })
+            .clone())
     }
 
-    fn response_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError> {
-        Ok(self.response_headers.clone())
+    fn response_headers(&self) -> Result<HeaderMap, HostError> {
+        Ok(HeaderMap::from_pairs(
+            self.response_headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice())),
+        ))
     }
 
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError> {
@@ -158,6 +172,7 @@ impl Host for MockHost {
         if self.fail_set {
             return Err(HostError::new("replace_header", HostErrorKind::Internal));
         }
+        self.serialized = std::cell::OnceCell::new();
         self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
         if let Some(v) = value {
             self.headers.push((name.to_string(), v.as_bytes().to_vec()));

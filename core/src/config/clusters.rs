@@ -5,6 +5,7 @@ use super::{err, is_header_name, structural, ConfigError};
 use crate::route::RouteTable;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// Where a Durable Object's id comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -59,7 +60,7 @@ impl ClusterTarget {
 pub(super) fn validate(
     raw: BTreeMap<String, RawCluster>,
     routes: &RouteTable,
-) -> Result<BTreeMap<String, ClusterTarget>, ConfigError> {
+) -> Result<BTreeMap<String, Rc<ClusterTarget>>, ConfigError> {
     let mut clusters = BTreeMap::new();
     for (name, c) in raw {
         let field = format!("clusters.{name}");
@@ -111,10 +112,10 @@ pub(super) fn validate(
         };
         clusters.insert(
             name,
-            ClusterTarget {
+            Rc::new(ClusterTarget {
                 service,
                 durable_object,
-            },
+            }),
         );
     }
 

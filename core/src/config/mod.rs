@@ -26,6 +26,7 @@ use crate::route::RouteTable;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 
 pub const DEFAULT_SERVICE_NAME: &str = "gateway-tracing";
 
@@ -160,20 +161,20 @@ pub struct Config {
     pub access_log_ids: bool,
     pub call_metrics: bool,
     pub routes: RouteTable,
-    pub clusters: BTreeMap<String, ClusterTarget>,
+    /// Shared with every request's CLIENT call (`Rc`: no copy of the target per request).
+    pub clusters: BTreeMap<String, Rc<ClusterTarget>>,
     pub exporter: ExporterConfig,
 }
 
 impl Config {
     /// The target for a cluster: configured, or named after the cluster itself.
-    pub fn cluster_target(&self, cluster: &str) -> ClusterTarget {
-        self.clusters
-            .get(cluster)
-            .cloned()
-            .unwrap_or_else(|| ClusterTarget {
+    pub fn cluster_target(&self, cluster: &str) -> Rc<ClusterTarget> {
+        self.clusters.get(cluster).cloned().unwrap_or_else(|| {
+            Rc::new(ClusterTarget {
                 service: cluster.to_string(),
                 durable_object: None,
             })
+        })
     }
 }
 

@@ -77,7 +77,7 @@ fn full_config() {
     assert_eq!(c.cluster_target("auth").service, "AUTH_SERVICE");
     let cart = c.cluster_target("cart");
     assert_eq!(
-        cart.durable_object.unwrap().id,
+        cart.durable_object.clone().unwrap().id,
         DurableObjectId::RouteParam("cartId".into())
     );
     assert_eq!(c.exporter.headers[0].1.expose(), "hc-secret-123");

@@ -5,13 +5,14 @@
 
 use crate::config::ClusterTarget;
 use crate::config::{Config, DurableObjectId, Mode, REDACTED};
-use crate::host::{header, property_string, HeaderList, Host, HostInjector, Stats};
+use crate::host::{header, property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
 use crate::propagation::{self, Extracted, SpanContext, FLAG_SAMPLED};
 use crate::route::Params;
 use crate::semconv as sc;
 use crate::url::strip_query;
+use std::rc::Rc;
 
 /// Methods semconv knows; anything else is reported as `_OTHER` (and spans are named `HTTP`).
 const KNOWN_METHODS: [&str; 9] = [
@@ -50,7 +51,7 @@ pub struct ActiveRequest {
 pub struct ClientCall {
     pub span_id: SpanId,
     pub cluster: String,
-    pub target: ClusterTarget,
+    pub target: Rc<ClusterTarget>,
     pub durable_object_id: Option<String>,
 }
 
@@ -91,7 +92,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let headers = host.request_headers().unwrap_or_else(|e| {
         // Unreadable headers: trace the request as a new root; never fail it.
         log::debug!("request headers unreadable ({e}); starting a new trace");
-        Vec::new()
+        HeaderMap::default()
     });
     let extracted = propagation::extract(&HeaderList(&headers));
     match &extracted {
@@ -199,10 +200,8 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     }
     // The span the upstream continues: our CLIENT span, or (inbound sidecar) our SERVER span.
     let propagate = match (&req.client, config.mode) {
-        (Some(c), _) => Some((c.span_id, c.target.service_label().to_string())),
-        (None, Mode::SidecarInbound) => {
-            req.server_span_id.map(|s| (s, "local service".to_string()))
-        }
+        (Some(c), _) => Some((c.span_id, c.target.service_label())),
+        (None, Mode::SidecarInbound) => req.server_span_id.map(|s| (s, "local service")),
         _ => None,
     };
     if let Some((span_id, to)) = propagate {
@@ -233,14 +232,13 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
 pub(crate) fn capture_headers(
     config: &Config,
     names: &[String],
-    headers: &[(String, Vec<u8>)],
+    headers: &HeaderMap,
 ) -> Vec<(usize, Vec<String>)> {
     let mut out = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let values: Vec<String> = headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| {
+            .get_all(name)
+            .map(|v| {
                 if config.redact_headers.contains(name) {
                     REDACTED.to_string()
                 } else {
