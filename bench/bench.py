@@ -13,7 +13,7 @@ utime+stime in /proc/<pid>/stat over that run, divided by the requests wrk compl
 `wrk -t1 -c1 --latency` run for p50/p99, memory "after". Medians across rounds; RPS ratios and
 CPU over plain are medians of the per-round comparisons with plain of the same round.
 
-Environment: BENCH_SECONDS (throughput run, default 10), BENCH_LATENCY_SECONDS (c=1 run, default
+Environment: BENCH_SECONDS (throughput run, default 6), BENCH_LATENCY_SECONDS (c=1 run, default
 half of BENCH_SECONDS, at least 1), BENCH_ROUNDS (default 3), BENCH_WARMUP_SECONDS (default 1),
 BENCH_CONNECTIONS (default 32), BENCH_PORT_BASE (default 21000), BENCH_CONFIGS (comma-separated
 subset of the configuration names, default all), BENCH_OUT (default target/bench),
@@ -47,7 +47,7 @@ def env_int(name, default):
     return int(value) if value.strip() else default
 
 
-SECONDS = env_int("BENCH_SECONDS", 10)
+SECONDS = env_int("BENCH_SECONDS", 6)
 LAT_SECONDS = env_int("BENCH_LATENCY_SECONDS", max(1, SECONDS // 2))
 ROUNDS = env_int("BENCH_ROUNDS", 3)
 WARMUP = env_int("BENCH_WARMUP_SECONDS", 1)
@@ -92,11 +92,16 @@ end
 
 # ------------------------------------------------------------------------------ configurations --
 
-def gateway_tracing(sampler_fields):
+def gateway_tracing(sampler_fields, wasm=None):
     plugin = {"mode": "gateway", "service_name": "bench"}
     plugin.update(sampler_fields)
     plugin["exporter"] = {"cluster": "otel", "authority": "otel-collector", "path": "/v1/traces"}
-    return {"wasm": ("gateway_tracing", FILTER_WASM, json.dumps(plugin))}
+    return {"wasm": ("gateway_tracing", wasm or FILTER_WASM, json.dumps(plugin))}
+
+
+# An earlier build of this filter to compare against in the same run (BENCH_BEFORE_WASM, default
+# target/bench/gateway_tracing_before.wasm); the row is skipped when the file does not exist.
+BEFORE_WASM = os.environ.get("BENCH_BEFORE_WASM") or os.path.join(ROOT, "target/bench/gateway_tracing_before.wasm")
 
 
 CONFIGS = [
@@ -113,7 +118,14 @@ CONFIGS = [
      gateway_tracing({"sampler": "always_off"})),
     ("gt_ratio_1pct", "gateway-tracing, 1% ratio sampler",
      gateway_tracing(RATIO_SAMPLER)),
-]
+    ("gt_always_on_stable", "gateway-tracing, `always_on`, `semconv: stable`, no header attributes",
+     gateway_tracing({"sampler": "always_on", "semconv": "stable", "request_headers": []})),
+] + ([
+    ("gt_before_always_on", "earlier build (`BENCH_BEFORE_WASM`), `always_on`",
+     gateway_tracing({"sampler": "always_on"}, BEFORE_WASM)),
+    ("gt_before_always_off", "earlier build (`BENCH_BEFORE_WASM`), `always_off`",
+     gateway_tracing({"sampler": "always_off"}, BEFORE_WASM)),
+] if os.path.exists(BEFORE_WASM) else [])
 
 
 def socket_address(port):
