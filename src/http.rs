@@ -72,21 +72,20 @@ impl HttpContext for Http {
         }
         let done = Completion::read(&ProxyHost);
         let spans = tracer::finish(&shared.config, &req, &done);
-        let encoded: Vec<Vec<u8>> = spans
-            .iter()
-            .map(|s| {
-                let mut out = Vec::new();
-                otlp::encode_span_field(s, &mut out);
-                out
-            })
-            .collect();
+        let mut encoded = Vec::new();
+        for s in &spans {
+            otlp::encode_span_field(s, &mut encoded);
+        }
         match shared.exporter.try_borrow_mut() {
-            Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),
+            Ok(mut exporter) => exporter.push(&encoded, spans.len(), &ProxyExport, &shared.stats),
             // Cannot happen in a single-threaded VM unless a host callback re-enters; count
             // it all the same, so created = exported + dropped holds.
-            Err(_) => shared
-                .stats
-                .add(Counter::SpansDroppedInternal, encoded.len() as u64),
+            Err(_) => {
+                shared.stats.add(Counter::SpansCreated, spans.len() as u64);
+                shared
+                    .stats
+                    .add(Counter::SpansDroppedInternal, spans.len() as u64);
+            }
         }
     }
 }

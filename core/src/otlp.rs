@@ -25,6 +25,7 @@ pub const USER_AGENT: &str = concat!(
     " gateway-tracing"
 );
 pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
@@ -130,6 +131,15 @@ impl Framer {
         }
         out
     }
+}
+
+/// Re-encodes a framed protobuf request ([`Framer::frame`]) as OTLP/JSON: the OTLP JSON
+/// mapping (lowerCamelCase names, trace and span ids as hex, enums as integers, 64-bit
+/// integers as strings), by `opentelemetry-proto`'s serde support. `None` when `framed` does
+/// not decode (it always does when it came from the framer).
+pub fn to_json(framed: &[u8]) -> Option<Vec<u8>> {
+    let req = ExportTraceServiceRequest::decode(framed).ok()?;
+    serde_json::to_vec(&req).ok()
 }
 
 /// Encodes one export request for `spans` under `resource` with prost's own message encoder:
