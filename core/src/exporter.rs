@@ -552,8 +552,11 @@ impl Exporter {
     /// slots.
     pub fn drain(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) -> bool {
         if !self.draining && self.held_spans > 0 {
+            // Envoy gives no way to tell a config update (the sends below complete) from a
+            // server exit (the VM is destroyed right after this call and they are lost; README
+            // "Shutdown"): say how many are at stake, once.
             log::info!(
-                "stopping: sending the {} spans still held ({} bytes){}",
+                "stopping: {} spans held ({} bytes), sending them now; if Envoy is exiting rather than replacing this configuration they are lost (drain first: README \"Graceful shutdown\"){}",
                 self.held_spans,
                 self.held_bytes,
                 match &self.failing {
