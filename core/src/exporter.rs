@@ -170,7 +170,7 @@ pub fn partial_success(body: &[u8]) -> Option<(u64, String)> {
             .and_then(|m| m.as_str())
             .unwrap_or_default()
             .to_string();
-        return Some((u64::try_from(rejected).unwrap_or(0), msg))
+        return Some((rejected, msg))
             .filter(|(r, m)| *r > 0 || !m.is_empty());
     }
     let resp = ExportTraceServiceResponse::decode(body).ok()?;

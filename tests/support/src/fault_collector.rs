@@ -437,7 +437,7 @@ fn check_json(raw: &[u8]) -> Result<(), String> {
                     return Err(format!("parentSpanId not hex: {}", s["parentSpanId"]));
                 }
                 for t in ["startTimeUnixNano", "endTimeUnixNano"] {
-                    if !s[t].as_str().is_some_and(|x| x.parse::<u64>().is_ok()) {
+                    if s[t].as_str().is_none_or(|x| x.parse::<u64>().is_err()) {
                         return Err(format!("{t} not a decimal string: {}", s[t]));
                     }
                 }
@@ -504,6 +504,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // ureq's error type, in a test
     fn modes_answer_as_configured() {
         let c = FaultCollector::start("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1/traces", c.addr());
