@@ -803,3 +803,62 @@ fn graceful_shutdown_procedure_loses_nothing() {
     );
     assert_eq!(collector.duplicates(), 0);
 }
+
+/// An outage longer than the queue budget: memory stays within `max_queue_bytes`, the newest
+/// spans are refused and counted, the log says so once when the queue fills and once when it
+/// has room again, and the accounting stays exact.
+#[test]
+fn an_outage_longer_than_the_queue_budget_drops_the_newest_and_counts_them() {
+    let _lock = ports_lock();
+    let collector = FaultCollector::start(COLLECTOR).unwrap();
+    let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
+    let budget = 65_536u64;
+    let config = gateway_config_with(
+        "exporter-small-queue.yaml",
+        &[
+            (
+                r#""flush_interval_ms": 500,"#,
+                r#""flush_interval_ms": 200, "timeout_ms": 800,
+                        "retry": {"initial_backoff_ms": 250, "multiplier": 2, "max_backoff_ms": 1000},"#,
+            ),
+            (
+                r#""max_queue_bytes": 33554432"#,
+                r#""max_queue_bytes": 65536"#,
+            ),
+        ],
+    );
+    let envoy = try_start_envoy(&config, 9901, 0, 1, vec![]).unwrap();
+    let stat = counters(&envoy);
+    let load = Load::start(40);
+    std::thread::sleep(Duration::from_millis(500));
+    collector.set_mode(Mode::Down);
+    // ~600 bytes/span, 80 spans/s: 64 KiB fills in about 1.4 s.
+    let mut max_held = 0;
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_millis(100));
+        max_held = max_held.max(stat("export_queue_bytes"));
+    }
+    assert!(max_held <= budget, "held {max_held} > budget {budget}");
+    assert!(stat("spans_dropped_queue_full") > 0, "the queue filled");
+    collector.set_mode(Mode::Ok);
+    std::thread::sleep(Duration::from_millis(1_000));
+    let (sent, failed) = load.stop();
+    wait_drained_with(&envoy, Duration::from_secs(10), Some(2 * sent));
+    assert_eq!(failed, 0);
+    let dropped: u64 = DROP_REASONS.iter().map(|r| stat(r)).sum();
+    assert_eq!(stat("spans_dropped_queue_full"), dropped, "one reason only");
+    assert_eq!(stat("spans_created"), stat("spans_exported") + dropped);
+    assert_eq!(stat("spans_exported"), collector.stored().len() as u64);
+    let log = envoy.log();
+    assert_eq!(log.matches("export queue full (").count(), 1, "one line when it fills");
+    assert_eq!(
+        log.matches("export queue has room again").count(),
+        1,
+        "one line when it has room"
+    );
+    eprintln!(
+        "queue budget {budget} B: max held {max_held} B; {} of {} spans dropped as queue_full",
+        stat("spans_dropped_queue_full"),
+        stat("spans_created")
+    );
+}
