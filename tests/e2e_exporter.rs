@@ -850,7 +850,11 @@ fn an_outage_longer_than_the_queue_budget_drops_the_newest_and_counts_them() {
     assert_eq!(stat("spans_created"), stat("spans_exported") + dropped);
     assert_eq!(stat("spans_exported"), collector.stored().len() as u64);
     let log = envoy.log();
-    assert_eq!(log.matches("export queue full (").count(), 1, "one line when it fills");
+    assert_eq!(
+        log.matches("export queue full (").count(),
+        1,
+        "one line when it fills"
+    );
     assert_eq!(
         log.matches("export queue has room again").count(),
         1,
@@ -860,5 +864,62 @@ fn an_outage_longer_than_the_queue_budget_drops_the_newest_and_counts_them() {
         "queue budget {budget} B: max held {max_held} B; {} of {} spans dropped as queue_full",
         stat("spans_dropped_queue_full"),
         stat("spans_created")
+    );
+}
+
+/// The README's warning, checked: at `-l debug` Envoy itself (not the filter) logs the
+/// headers of export requests, API keys included.
+#[test]
+fn envoy_debug_logging_prints_export_headers_as_the_readme_warns() {
+    let _lock = ports_lock();
+    let collector = FaultCollector::start(COLLECTOR).unwrap();
+    let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
+    let config = gateway_config_with(
+        "exporter-debug-secret.yaml",
+        &[(
+            r#""max_export_batch_size": 512,"#,
+            r#""max_export_batch_size": 512, "headers": {"x-honeycomb-team": "${HONEYCOMB_API_KEY}"},"#,
+        )],
+    );
+    let envoy = Envoy::start(
+        &config,
+        EnvoyOpts {
+            concurrency: 1,
+            log_level: "debug".into(),
+            cwd: Some(repo_root()),
+            env: vec![("HONEYCOMB_API_KEY".into(), SECRET.into())],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    send(GATEWAY, "POST", "/api/auth/login", &[], "{}");
+    collector
+        .wait_for_stored(2, Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let log = envoy.log();
+    let leaking: Vec<&str> = log.lines().filter(|l| l.contains(SECRET)).collect();
+    assert!(
+        !leaking.is_empty(),
+        "Envoy 1.40 at -l debug no longer prints export request headers: update README"
+    );
+    assert!(
+        leaking.iter().all(|l| !l.contains("wasm log")),
+        "the filter itself must never log it: {leaking:?}"
+    );
+    // Envoy dumps headers one per line after a line naming the component that logs them.
+    let at = log.find(leaking[0]).unwrap_or(0);
+    let source = log[..at]
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('['))
+        .unwrap_or("?");
+    let first: String = format!("{source} ... {}", leaking[0].replace(SECRET, "<SECRET>"))
+        .chars()
+        .take(400)
+        .collect();
+    eprintln!(
+        "Envoy -l debug prints the API key in {} lines, e.g.: {first}",
+        leaking.len()
     );
 }

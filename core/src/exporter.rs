@@ -170,8 +170,7 @@ pub fn partial_success(body: &[u8]) -> Option<(u64, String)> {
             .and_then(|m| m.as_str())
             .unwrap_or_default()
             .to_string();
-        return Some((rejected, msg))
-            .filter(|(r, m)| *r > 0 || !m.is_empty());
+        return Some((rejected, msg)).filter(|(r, m)| *r > 0 || !m.is_empty());
     }
     let resp = ExportTraceServiceResponse::decode(body).ok()?;
     let ps = resp.partial_success?;

@@ -971,3 +971,62 @@ fn every_span_is_accounted_for_under_a_mixed_fault_sequence() {
     assert!(stats.get(Counter::SpansExported) > 0);
     assert!(stats.get(Counter::ExportRetries) > 0);
 }
+
+/// Cost of the body encodings per span, natively (V8 runs the wasm 1.5-3x slower):
+/// `cargo test -p gateway-tracing-core --release -- --ignored --nocapture encoding_cost`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn encoding_cost() {
+    use crate::otlp::{kv_int, kv_str};
+    let mut fields = Vec::new();
+    for i in 0..512u64 {
+        let span = Span {
+            trace_id: (0..16).map(|b| (b as u64 * 31 + i * 7) as u8).collect(),
+            span_id: (0..8).map(|b| (b as u64 * 17 + i * 13) as u8).collect(),
+            parent_span_id: (0..8).map(|b| (b as u64 * 5 + i * 3) as u8).collect(),
+            name: "AUTH_SERVICE POST /auth/login".into(),
+            kind: crate::otlp::SpanKind::Client as i32,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_234_567,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_234_567 + 2_345_678,
+            attributes: vec![
+                kv_str("http.request.method", "POST"),
+                kv_str("url.full", format!("http://auth/auth/login?i={i}")),
+                kv_str("url.template", "/auth/login"),
+                kv_str("http.route", "/api/auth/login"),
+                kv_str("server.address", "127.0.0.1"),
+                kv_int("server.port", 18081),
+                kv_int("http.response.status_code", 200),
+                kv_str("service.peer.name", "AUTH_SERVICE"),
+                kv_str("user_agent.original", "e2e-test/1"),
+                kv_str("network.protocol.version", "1.1"),
+            ],
+            ..Default::default()
+        };
+        crate::otlp::encode_span_field(&span, &mut fields);
+    }
+    let config = crate::config::parse(
+        br#"{"service_name":"gw","exporter":{"cluster":"otel"}}"#,
+        &|_| None,
+    )
+    .unwrap();
+    let framed =
+        Framer::new(&crate::otlp::resource(&config)).frame(std::iter::once(fields.as_slice()));
+    for (enc, comp) in [
+        (Encoding::Protobuf, Compression::None),
+        (Encoding::Protobuf, Compression::Gzip),
+        (Encoding::Json, Compression::None),
+        (Encoding::Json, Compression::Gzip),
+    ] {
+        let n = 50;
+        let t = std::time::Instant::now();
+        let mut size = 0;
+        for _ in 0..n {
+            size = encode_body(framed.clone(), enc, comp).len();
+        }
+        let per_span_ns = t.elapsed().as_nanos() / (n * 512);
+        eprintln!(
+            "{enc:?}/{comp:?}: {} bytes/span, {per_span_ns} ns/span",
+            size / 512
+        );
+    }
+}
