@@ -844,7 +844,9 @@ impl Exporter {
         (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn log_limited(&mut self, now_ns: u64, kind: &str, what: &str) {
+    /// Logs `what` unless a line of the same `kind` was logged in the last
+    /// [`FAILURE_LOG_INTERVAL_NS`]; returns whether it logged.
+    fn log_limited(&mut self, now_ns: u64, kind: &str, what: &str) -> bool {
         let entry = self.log_limiter.entry(kind.to_string()).or_insert((0, 0));
         let due = entry.0 == 0 || now_ns.saturating_sub(entry.0) >= FAILURE_LOG_INTERVAL_NS;
         if due {
@@ -857,6 +859,7 @@ impl Exporter {
         } else {
             entry.1 += 1;
         }
+        due
     }
 }
 

@@ -1030,3 +1030,60 @@ fn encoding_cost() {
         );
     }
 }
+
+#[test]
+fn the_log_limiter_is_per_kind() {
+    struct Row {
+        at_s: u64,
+        kind: &'static str,
+        logged: bool,
+        reason: &'static str,
+    }
+    let rows = [
+        Row {
+            at_s: 1,
+            kind: "http 503",
+            logged: true,
+            reason: "first of its kind",
+        },
+        Row {
+            at_s: 2,
+            kind: "http 401",
+            logged: true,
+            reason: "another kind is not hidden by the 503",
+        },
+        Row {
+            at_s: 3,
+            kind: "http 401",
+            logged: false,
+            reason: "the same kind within 10 s",
+        },
+        Row {
+            at_s: 4,
+            kind: "partial_success",
+            logged: true,
+            reason: "a third kind",
+        },
+        Row {
+            at_s: 12,
+            kind: "http 401",
+            logged: true,
+            reason: "10 s later",
+        },
+        Row {
+            at_s: 12,
+            kind: "http 503",
+            logged: true,
+            reason: "503 too, 11 s after its last line",
+        },
+    ];
+    let mut e = exporter("");
+    for r in rows {
+        assert_eq!(
+            e.log_limited(r.at_s * S, r.kind, "x"),
+            r.logged,
+            "{}",
+            r.reason
+        );
+    }
+}
