@@ -35,6 +35,9 @@ pub const MAX_IN_FLIGHT_FAILING: usize = 1;
 pub const FAILURE_LOG_INTERVAL_NS: u64 = 10_000_000_000;
 /// Tick period used to flush a full batch promptly from the root context.
 pub const FAST_FLUSH_PERIOD: Duration = Duration::from_millis(1);
+/// A full queue is reported as having room again once it holds at most 1/this of
+/// `max_queue_bytes`.
+pub const QUEUE_ROOM_AGAIN_DIVISOR: usize = 2;
 /// Backoff delays are spread by ± this fraction (gRPC's and OpenTelemetry's 0.2 ~ 0.5).
 pub const BACKOFF_JITTER: f64 = 0.2;
 /// The part of a response body the exporter reads (partial_success, error text).
@@ -341,13 +344,17 @@ impl Exporter {
             }
             return;
         }
-        if let Some(n) = self.queue_full.take() {
-            log::info!("export queue has room again; {n} spans were dropped while it was full");
-        }
         self.queue.push_back((span_fields.to_vec(), spans));
         self.queued_spans += spans;
         self.held_bytes += span_fields.len();
         self.held_spans += spans;
+        // Hysteresis: "room again" once the queue is down to half, not at every push that
+        // happens to fit (which would log twice per export answer under steady overload).
+        if self.queue_full.is_some() && self.held_bytes <= budget / QUEUE_ROOM_AGAIN_DIVISOR {
+            if let Some(n) = self.queue_full.take() {
+                log::info!("export queue has room again; {n} spans were dropped while it was full");
+            }
+        }
         stats.add(Counter::SpansQueued, spans as u64);
         if self.failing.is_none()
             && self.queued_spans >= self.config.max_export_batch_size

@@ -704,6 +704,28 @@ fn the_queue_is_bounded_in_bytes_and_refuses_the_newest() {
     e.on_response(1, &status(200), &host, &stats, 0);
     push(&mut e, 1, &host, &stats);
     assert_eq!(stats.get(Counter::SpansDroppedQueueFull), 4, "room again");
+    assert!(e.queue_full.is_none(), "below half: the full state ends");
+    stats.assert_accounted(&e);
+}
+
+#[test]
+fn a_queue_that_stays_nearly_full_does_not_flap() {
+    let host = MockExportHost::default();
+    let stats = MockStats::default();
+    let one = spans(1).len();
+    let budget = MIN_QUEUE_BYTES as usize;
+    let mut e = exporter(&format!(
+        r#","max_queue_bytes":{budget},"max_export_batch_size":1"#
+    ));
+    push(&mut e, budget / one + 1, &host, &stats);
+    assert!(e.queue_full.is_some());
+    // Answers free one span's room at a time; pushes refill it: still the same full state.
+    e.on_tick(&host, &stats, 0);
+    for token in 1..=3 {
+        e.on_response(token, &status(200), &host, &stats, 0);
+        push(&mut e, 1, &host, &stats);
+        assert!(e.queue_full.is_some(), "no 'room again' at {token}");
+    }
     stats.assert_accounted(&e);
 }
 
