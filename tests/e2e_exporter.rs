@@ -458,7 +458,7 @@ fn fault_suite_retries_backs_off_and_loses_nothing_the_queue_can_hold() {
         status: 429,
         retry_after: None,
     });
-    std::thread::sleep(Duration::from_millis(2_000));
+    std::thread::sleep(Duration::from_millis(3_500));
     collector.set_mode(Mode::Hang);
     std::thread::sleep(Duration::from_millis(3_000));
     collector.set_mode(Mode::Ok);
@@ -485,9 +485,10 @@ fn fault_suite_retries_backs_off_and_loses_nothing_the_queue_can_hold() {
         .map(|w| (w[1].at - w[0].at).as_millis())
         .collect();
     eprintln!("429 -> retry gaps {gaps429:?} ms");
+    assert!(!gaps429.is_empty(), "429 retried: {gaps429:?}");
     assert!(
-        !r429.is_empty() && r429.len() <= 5,
-        "429 backs off: {gaps429:?}"
+        gaps429.iter().all(|g| (780..=1_300).contains(g)),
+        "429 without Retry-After: the backoff (at its 1 s max, ± 20%): {gaps429:?}"
     );
     let hung = in_mode(&collector, |m| *m == Mode::Hang);
     eprintln!(
