@@ -5,7 +5,6 @@ use crate::proxy_host::{now_nanos, ProxyExport, ProxyHost};
 use crate::shared::Shared;
 use gateway_tracing_core::host::Stats;
 use gateway_tracing_core::metrics::Counter;
-use gateway_tracing_core::otlp;
 use gateway_tracing_core::tracer::{self, calls, ActiveRequest, Completion};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -76,17 +75,18 @@ impl HttpContext for Http {
             shared.calls.record(&call);
         }
         let mut run = Vec::with_capacity(1024);
-        if tracer::finish(&shared.config, &req, &done, &shared.stats, &mut run) == 0 {
+        let n = tracer::finish(&shared.config, &req, &done, &shared.stats, &mut run);
+        if n == 0 {
             return;
         }
-        let encoded: Vec<Vec<u8>> = otlp::split_span_fields(&run).map(<[u8]>::to_vec).collect();
         match shared.exporter.try_borrow_mut() {
-            Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),
+            Ok(mut exporter) => exporter.push(&run, n, &ProxyExport, &shared.stats),
             // Cannot happen in a single-threaded VM unless a host callback re-enters; count
             // it all the same, so created = exported + dropped holds.
-            Err(_) => shared
-                .stats
-                .add(Counter::SpansDroppedInternal, encoded.len() as u64),
+            Err(_) => {
+                shared.stats.add(Counter::SpansCreated, n as u64);
+                shared.stats.add(Counter::SpansDroppedInternal, n as u64);
+            }
         }
     }
 }

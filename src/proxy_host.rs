@@ -7,7 +7,7 @@ use gateway_tracing_core::config::Config;
 use gateway_tracing_core::host::{
     ExportHost, ExportRequest, HeaderMap, Host, HostError, HostErrorKind, Stats,
 };
-use gateway_tracing_core::metrics::Counter;
+use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
@@ -128,42 +128,70 @@ impl ExportHost for ProxyExport {
     }
 }
 
-/// Envoy counters, defined once per VM. Increments accumulate in the VM and reach Envoy in
-/// one host call per counter per [`ProxyStats::flush`] (each tick), not one per span.
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(s) => {
+            log::warn!("could not define metric {name}: {s:?}");
+            None
+        }
+    }
+}
+
+/// Envoy counters, gauges and histograms, defined once per VM. Counter increments accumulate
+/// in the VM and reach Envoy in one host call per counter per [`ProxyStats::flush`] (each
+/// tick), not one per span. Gauges are per VM but one stat in Envoy: each VM adds the change
+/// of its own value, so Envoy shows the sum over workers. Histogram values are recorded at
+/// once (one per export answer).
 pub struct ProxyStats {
     ids: Vec<Option<u32>>,
     pending: RefCell<Vec<u64>>,
+    gauge_ids: Vec<Option<u32>>,
+    /// (value set by the exporter, value last pushed to Envoy) per gauge.
+    gauges: RefCell<Vec<(u64, u64)>>,
+    histogram_ids: Vec<Option<u32>>,
 }
 
 impl ProxyStats {
     pub fn define() -> ProxyStats {
-        let ids = Counter::ALL
-            .iter()
-            .map(
-                |c| match hostcalls::define_metric(MetricType::Counter, c.name()) {
-                    Ok(id) => Some(id),
-                    Err(s) => {
-                        log::warn!("could not define metric {}: {s:?}", c.name());
-                        None
-                    }
-                },
-            )
-            .collect();
         ProxyStats {
-            ids,
+            ids: Counter::ALL
+                .iter()
+                .map(|c| define(MetricType::Counter, c.name()))
+                .collect(),
             pending: RefCell::new(vec![0; Counter::ALL.len()]),
+            gauge_ids: Gauge::ALL
+                .iter()
+                .map(|g| define(MetricType::Gauge, g.name()))
+                .collect(),
+            gauges: RefCell::new(vec![(0, 0); Gauge::ALL.len()]),
+            histogram_ids: Histogram::ALL
+                .iter()
+                .map(|h| define(MetricType::Histogram, h.name()))
+                .collect(),
         }
     }
 
-    /// Pushes the accumulated increments to Envoy.
+    /// Pushes the accumulated increments and gauge changes to Envoy.
     pub fn flush(&self) {
-        let Ok(mut pending) = self.pending.try_borrow_mut() else {
-            return;
-        };
-        for (id, n) in self.ids.iter().zip(pending.iter_mut()) {
-            if let (Some(id), true) = (id, *n > 0) {
-                let _ = hostcalls::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
-                *n = 0;
+        if let Ok(mut pending) = self.pending.try_borrow_mut() {
+            for (id, n) in self.ids.iter().zip(pending.iter_mut()) {
+                if let (Some(id), true) = (id, *n > 0) {
+                    let _ = hostcalls::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
+                    *n = 0;
+                }
+            }
+        }
+        if let Ok(mut gauges) = self.gauges.try_borrow_mut() {
+            for (id, (want, pushed)) in self.gauge_ids.iter().zip(gauges.iter_mut()) {
+                if let (Some(id), true) = (id, want != pushed) {
+                    let delta = i64::try_from(*want)
+                        .unwrap_or(i64::MAX)
+                        .saturating_sub(i64::try_from(*pushed).unwrap_or(i64::MAX));
+                    if hostcalls::increment_metric(*id, delta).is_ok() {
+                        *pushed = *want;
+                    }
+                }
             }
         }
     }
@@ -175,6 +203,20 @@ impl Stats for ProxyStats {
             if let Some(slot) = pending.get_mut(counter.index()) {
                 *slot = slot.saturating_add(n);
             }
+        }
+    }
+
+    fn set(&self, gauge: Gauge, value: u64) {
+        if let Ok(mut gauges) = self.gauges.try_borrow_mut() {
+            if let Some(slot) = gauges.get_mut(gauge.index()) {
+                slot.0 = value;
+            }
+        }
+    }
+
+    fn record(&self, histogram: Histogram, value: u64) {
+        if let Some(Some(id)) = self.histogram_ids.get(histogram.index()) {
+            let _ = hostcalls::record_metric(*id, value);
         }
     }
 }

@@ -3,10 +3,12 @@
 //! receives export responses.
 
 use crate::http::Http;
-use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyStats};
+use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyHost, ProxyStats};
 use crate::shared::Shared;
 use gateway_tracing_core::config;
-use gateway_tracing_core::exporter::Exporter;
+use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
+use gateway_tracing_core::host::ExportResponse;
+use gateway_tracing_core::host::Host;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
@@ -44,7 +46,7 @@ impl Context for Root {
         &mut self,
         token_id: u32,
         _num_headers: usize,
-        _body_size: usize,
+        body_size: usize,
         _num_trailers: usize,
     ) {
         let Some(shared) = &self.shared else { return };
@@ -52,8 +54,28 @@ impl Context for Root {
             .ok()
             .flatten()
             .and_then(|s| s.parse::<u16>().ok());
+        let retry_after = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "retry-after")
+            .ok()
+            .flatten();
+        let body = if body_size > 0 {
+            hostcalls::get_buffer(
+                BufferType::HttpCallResponseBody,
+                0,
+                body_size.min(MAX_RESPONSE_BODY),
+            )
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let resp = ExportResponse {
+            status,
+            retry_after: retry_after.as_deref(),
+            body: &body,
+        };
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
-            exporter.on_response(token_id, status, &ProxyExport, &shared.stats, now_nanos());
+            exporter.on_response(token_id, &resp, &ProxyExport, &shared.stats, now_nanos());
             shared.stats.flush();
             if self.draining && exporter.is_drained() {
                 self.draining = false;
@@ -73,6 +95,10 @@ impl Context for Root {
         let Ok(mut exporter) = shared.exporter.try_borrow_mut() else {
             return true;
         };
+        log::debug!(
+            "on_done: plugin stopping with {} spans held",
+            exporter.held_spans()
+        );
         let drained = exporter.drain(&ProxyExport, &shared.stats, now_nanos());
         shared.stats.flush();
         if !drained {
@@ -83,6 +109,24 @@ impl Context for Root {
             self.draining = true;
         }
         drained
+    }
+}
+
+/// The SDK drops the root context when Envoy deletes it (`proxy_on_delete`): at a config
+/// update after the drain above finished, or when the VM goes away. Whatever is still held
+/// then is lost: count it and say so once.
+impl Drop for Root {
+    fn drop(&mut self) {
+        let Some(shared) = &self.shared else { return };
+        if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
+            log::debug!(
+                "root context deleted with {} spans held",
+                exporter.held_spans()
+            );
+            if exporter.abandon(&shared.stats) > 0 {
+                shared.stats.flush();
+            }
+        }
     }
 }
 
@@ -107,7 +151,14 @@ impl RootContext for Root {
             }
         };
         let flush_interval = config.exporter.flush_interval;
-        let exporter = RefCell::new(Exporter::new(&config));
+        let mut exporter = Exporter::new(&config);
+        let seed = ProxyHost
+            .random_bytes()
+            .iter()
+            .take(8)
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        exporter.seed(seed);
+        let exporter = RefCell::new(exporter);
         let calls = if config.call_metrics {
             CallMetrics::define(&config)
         } else {

@@ -2,7 +2,7 @@
 //! implements them once over proxy-wasm host calls (`filter::proxy_host`); tests implement
 //! them with in-memory mocks. Nothing outside `filter` names `proxy_wasm`.
 
-use crate::metrics::Counter;
+use crate::metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;
 
 /// Per-request host access (one HTTP stream).
@@ -35,6 +35,10 @@ pub trait ExportHost {
 /// Envoy stats for the filter's self-metrics.
 pub trait Stats {
     fn add(&self, counter: Counter, n: u64);
+    /// Sets this VM's value of a gauge (Envoy shows the sum over VMs). Default: ignored.
+    fn set(&self, _gauge: Gauge, _value: u64) {}
+    /// Records one value in a histogram. Default: ignored.
+    fn record(&self, _histogram: Histogram, _value: u64) {}
 }
 
 /// One OTLP/HTTP request, ready for the wire. Deliberately not `Debug`: header values may be
@@ -45,6 +49,17 @@ pub struct ExportRequest<'a> {
     pub headers: Vec<(&'a str, &'a str)>,
     pub body: &'a [u8],
     pub timeout: Duration,
+}
+
+/// What came back for an export request, as the exporter needs it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportResponse<'a> {
+    /// The HTTP status; `None` when Envoy reports a failure without one (reset).
+    pub status: Option<u16>,
+    /// The `retry-after` header, if any.
+    pub retry_after: Option<&'a str>,
+    /// The response body (possibly truncated by the host glue).
+    pub body: &'a [u8],
 }
 
 /// What went wrong in a host call: the proxy-wasm ABI's status codes (`proxy_status_t`).

@@ -1,5 +1,6 @@
 //! The `exporter` section: where and how spans are sent (cluster, path, headers, timeouts,
-//! batching, queue bounds). Header values are [`Secret`]s.
+//! batching, the byte-bounded queue, retry with backoff, compression and encoding). Header
+//! values are [`Secret`]s.
 
 use super::env::expand;
 use super::{check_range, err, is_header_name, ConfigError, Secret};
@@ -12,16 +13,133 @@ pub const DEFAULT_EXPORTER_PATH: &str = "/v1/traces";
 pub const DEFAULT_EXPORTER_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
-pub const DEFAULT_MAX_QUEUE_SIZE: usize = 2_048;
+/// Per worker VM: about 100k spans of ~330 bytes, i.e. ~3 s of the bench's 36k spans/s on one
+/// worker, or a 60 s outage at 1.7k spans/s. See README "Sizing the queue".
+pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 32 * 1024 * 1024;
+/// First retry delay after a failed export (OpenTelemetry's exporters: 5 s; shorter here so a
+/// blip costs a second, not five).
+pub const DEFAULT_RETRY_INITIAL_BACKOFF_MS: u64 = 1_000;
+/// Each further failure multiplies the delay by this (OpenTelemetry's exporters: 1.5).
+pub const DEFAULT_RETRY_MULTIPLIER: f64 = 1.5;
+/// The delay grows to at most this (OpenTelemetry's exporters: 30 s): a dead collector sees
+/// about one probe per 30 s per worker.
+pub const DEFAULT_RETRY_MAX_BACKOFF_MS: u64 = 30_000;
+/// A batch whose retries have lasted this long is dropped (`spans_dropped_retries_exhausted`)
+/// (OpenTelemetry's exporters: 300 s).
+pub const DEFAULT_RETRY_MAX_ELAPSED_MS: u64 = 300_000;
+/// Request compression by default: none (see README "Compression and encoding" for the
+/// measurements behind it).
+pub const DEFAULT_COMPRESSION: Compression = Compression::None;
+pub const DEFAULT_ENCODING: Encoding = Encoding::Protobuf;
 
 pub const MAX_EXPORTER_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_FLUSH_INTERVAL_MS: u64 = 60_000;
 pub const MAX_EXPORT_BATCH_SIZE: usize = 8_192;
-pub const MAX_QUEUE_SIZE: usize = 1_000_000;
+pub const MIN_QUEUE_BYTES: u64 = 64 * 1024;
+pub const MAX_QUEUE_BYTES: u64 = 1024 * 1024 * 1024;
+pub const MAX_RETRY_BACKOFF_MS: u64 = 600_000;
+pub const MAX_RETRY_ELAPSED_MS: u64 = 3_600_000;
+pub const MAX_RETRY_MULTIPLIER: f64 = 10.0;
+
+/// Request body compression (`exporter.compression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
+/// Request body encoding (`exporter.encoding`): OTLP/HTTP protobuf or OTLP/HTTP JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// `exporter.retry`: exponential backoff with jitter for 429, 502, 503, 504, timeouts and
+/// connection failures.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    #[serde(default = "default_max_elapsed_ms")]
+    pub max_elapsed_ms: u64,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        RawRetry {
+            enabled: true,
+            initial_backoff_ms: DEFAULT_RETRY_INITIAL_BACKOFF_MS,
+            multiplier: DEFAULT_RETRY_MULTIPLIER,
+            max_backoff_ms: DEFAULT_RETRY_MAX_BACKOFF_MS,
+            max_elapsed_ms: DEFAULT_RETRY_MAX_ELAPSED_MS,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_initial_backoff_ms() -> u64 {
+    DEFAULT_RETRY_INITIAL_BACKOFF_MS
+}
+fn default_multiplier() -> f64 {
+    DEFAULT_RETRY_MULTIPLIER
+}
+fn default_max_backoff_ms() -> u64 {
+    DEFAULT_RETRY_MAX_BACKOFF_MS
+}
+fn default_max_elapsed_ms() -> u64 {
+    DEFAULT_RETRY_MAX_ELAPSED_MS
+}
+fn default_max_queue_bytes() -> u64 {
+    DEFAULT_MAX_QUEUE_BYTES
+}
+fn default_compression() -> Compression {
+    DEFAULT_COMPRESSION
+}
+fn default_encoding() -> Encoding {
+    DEFAULT_ENCODING
+}
+
+/// Validated `exporter.retry`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryConfig {
+    pub enabled: bool,
+    pub initial_backoff: Duration,
+    /// Finite, 1 to [`MAX_RETRY_MULTIPLIER`] (validated), so `Eq` holds.
+    pub multiplier: f64,
+    pub max_backoff: Duration,
+    pub max_elapsed: Duration,
+}
+
+impl Eq for RetryConfig {}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            enabled: true,
+            initial_backoff: Duration::from_millis(DEFAULT_RETRY_INITIAL_BACKOFF_MS),
+            multiplier: DEFAULT_RETRY_MULTIPLIER,
+            max_backoff: Duration::from_millis(DEFAULT_RETRY_MAX_BACKOFF_MS),
+            max_elapsed: Duration::from_millis(DEFAULT_RETRY_MAX_ELAPSED_MS),
+        }
+    }
+}
 
 /// Headers the exporter sets itself; configuring them is refused.
-const RESERVED_EXPORTER_HEADERS: [&str; 4] = [
+const RESERVED_EXPORTER_HEADERS: [&str; 5] = [
     "content-type",
+    "content-encoding",
     "content-length",
     "host",
     "transfer-encoding",
@@ -43,8 +161,17 @@ pub struct RawExporter {
     pub flush_interval_ms: u64,
     #[serde(default = "default_max_export_batch_size")]
     pub max_export_batch_size: usize,
-    #[serde(default = "default_max_queue_size")]
-    pub max_queue_size: usize,
+    #[serde(default = "default_max_queue_bytes")]
+    pub max_queue_bytes: u64,
+    /// Replaced by `max_queue_bytes`: accepted by the parser only to be refused by name.
+    #[serde(default)]
+    pub max_queue_size: Option<serde_json::Value>,
+    #[serde(default)]
+    pub retry: RawRetry,
+    #[serde(default = "default_compression")]
+    pub compression: Compression,
+    #[serde(default = "default_encoding")]
+    pub encoding: Encoding,
 }
 
 impl fmt::Debug for RawExporter {
@@ -67,9 +194,6 @@ fn default_flush_interval_ms() -> u64 {
 fn default_max_export_batch_size() -> usize {
     DEFAULT_MAX_EXPORT_BATCH_SIZE
 }
-fn default_max_queue_size() -> usize {
-    DEFAULT_MAX_QUEUE_SIZE
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExporterConfig {
@@ -80,7 +204,10 @@ pub struct ExporterConfig {
     pub timeout: Duration,
     pub flush_interval: Duration,
     pub max_export_batch_size: usize,
-    pub max_queue_size: usize,
+    pub max_queue_bytes: u64,
+    pub retry: RetryConfig,
+    pub compression: Compression,
+    pub encoding: Encoding,
 }
 
 /// Validates the `exporter` section.
@@ -120,22 +247,52 @@ pub(super) fn validate(
         1,
         MAX_EXPORT_BATCH_SIZE as u64,
     )?;
-    check_range(
-        "exporter.max_queue_size",
-        e.max_queue_size as u64,
-        1,
-        MAX_QUEUE_SIZE as u64,
-    )?;
-    if e.max_queue_size < e.max_export_batch_size {
+    if let Some(v) = &e.max_queue_size {
         return Err(err(
             "exporter.max_queue_size",
-            e.max_queue_size.to_string(),
-            format!(
-                "must be at least exporter.max_export_batch_size ({})",
-                e.max_export_batch_size
-            ),
+            v.to_string(),
+            "is replaced by exporter.max_queue_bytes (the queue is bounded in bytes)",
         ));
     }
+    check_range(
+        "exporter.max_queue_bytes",
+        e.max_queue_bytes,
+        MIN_QUEUE_BYTES,
+        MAX_QUEUE_BYTES,
+    )?;
+    let r = &e.retry;
+    check_range(
+        "exporter.retry.initial_backoff_ms",
+        r.initial_backoff_ms,
+        1,
+        MAX_RETRY_BACKOFF_MS,
+    )?;
+    check_range(
+        "exporter.retry.max_backoff_ms",
+        r.max_backoff_ms,
+        r.initial_backoff_ms,
+        MAX_RETRY_BACKOFF_MS,
+    )?;
+    check_range(
+        "exporter.retry.max_elapsed_ms",
+        r.max_elapsed_ms,
+        1,
+        MAX_RETRY_ELAPSED_MS,
+    )?;
+    if !(1.0..=MAX_RETRY_MULTIPLIER).contains(&r.multiplier) {
+        return Err(err(
+            "exporter.retry.multiplier",
+            r.multiplier.to_string(),
+            format!("must be between 1 and {MAX_RETRY_MULTIPLIER}"),
+        ));
+    }
+    let retry = RetryConfig {
+        enabled: r.enabled,
+        initial_backoff: Duration::from_millis(r.initial_backoff_ms),
+        multiplier: r.multiplier,
+        max_backoff: Duration::from_millis(r.max_backoff_ms),
+        max_elapsed: Duration::from_millis(r.max_elapsed_ms),
+    };
     let mut headers = Vec::new();
     for (name, value) in &e.headers {
         let field = format!("exporter.headers.{name}");
@@ -164,6 +321,9 @@ pub(super) fn validate(
         timeout: Duration::from_millis(e.timeout_ms),
         flush_interval: Duration::from_millis(e.flush_interval_ms),
         max_export_batch_size: e.max_export_batch_size,
-        max_queue_size: e.max_queue_size,
+        max_queue_bytes: e.max_queue_bytes,
+        retry,
+        compression: e.compression,
+        encoding: e.encoding,
     })
 }

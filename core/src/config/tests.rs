@@ -40,7 +40,10 @@ fn defaults_are_the_named_constants() {
         c.exporter.max_export_batch_size,
         DEFAULT_MAX_EXPORT_BATCH_SIZE
     );
-    assert_eq!(c.exporter.max_queue_size, DEFAULT_MAX_QUEUE_SIZE);
+    assert_eq!(c.exporter.max_queue_bytes, DEFAULT_MAX_QUEUE_BYTES);
+    assert_eq!(c.exporter.retry, RetryConfig::default());
+    assert_eq!(c.exporter.compression, DEFAULT_COMPRESSION);
+    assert_eq!(c.exporter.encoding, DEFAULT_ENCODING);
     assert!(c.routes.routes.is_empty());
     assert_eq!(
         c.cluster_target("auth").service,
@@ -64,11 +67,26 @@ fn full_config() {
           },
           "exporter": {"cluster": "otel", "authority": "collector", "path": "/otlp/v1/traces",
                        "headers": {"x-honeycomb-team": "${HONEYCOMB_API_KEY}"},
-                       "timeout_ms": 100, "flush_interval_ms": 50, "max_export_batch_size": 10, "max_queue_size": 10}
+                       "timeout_ms": 100, "flush_interval_ms": 50, "max_export_batch_size": 10, "max_queue_bytes": 100000,
+                       "compression": "gzip", "encoding": "json",
+                       "retry": {"initial_backoff_ms": 10, "multiplier": 2.5, "max_backoff_ms": 20, "max_elapsed_ms": 30}}
         }"#,
     )
     .unwrap();
     assert_eq!(c.mode, Mode::SidecarOutbound);
+    assert_eq!(c.exporter.max_queue_bytes, 100_000);
+    assert_eq!(c.exporter.compression, Compression::Gzip);
+    assert_eq!(c.exporter.encoding, Encoding::Json);
+    assert_eq!(
+        c.exporter.retry,
+        RetryConfig {
+            enabled: true,
+            initial_backoff: Duration::from_millis(10),
+            multiplier: 2.5,
+            max_backoff: Duration::from_millis(20),
+            max_elapsed: Duration::from_millis(30),
+        }
+    );
     assert_eq!(c.service_name, "from-env");
     assert_eq!(
         c.resource_attributes,
@@ -94,7 +112,7 @@ fn error_messages() {
         ("", "invalid gateway-tracing configuration: configuration: is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required", "empty"),
         ("{}", "invalid gateway-tracing configuration: configuration: missing field `exporter` at line 1 column 2", "no exporter"),
         (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `service_name`, `resource_attributes`, `sampler`, `sampler_ratio`, `sampler_keep_errors`, `semconv`, `request_headers`, `response_headers`, `redact_headers`, `access_log_ids`, `call_metrics`, `routes`, `clusters`, `exporter` at line 1 column 39", "unknown top-level field"),
-        (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_queue_size` at line 1 column 39", "unknown exporter field"),
+        (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_queue_bytes`, `max_queue_size`, `retry`, `compression`, `encoding` at line 1 column 39", "unknown exporter field"),
         (r#"{"mode":"edge","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: mode: unknown variant `edge`, expected one of `gateway`, `sidecar_inbound`, `sidecar_outbound` at line 1 column 14", "bad mode"),
         (r#"{"exporter":{"cluster":"otel","timeout_ms":"5s"}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms: invalid type: string \"5s\", expected u64 at line 1 column 47", "wrong type"),
         (r#"{"exporter":{"cluster":""}}"#, "invalid gateway-tracing configuration: exporter.cluster = \"\": must name the Envoy cluster of the OTLP/HTTP collector", "empty cluster"),
@@ -102,8 +120,16 @@ fn error_messages() {
         (r#"{"exporter":{"cluster":"otel","timeout_ms":0}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms = \"0\": must be between 1 and 60000", "zero timeout"),
         (r#"{"exporter":{"cluster":"otel","flush_interval_ms":60001}}"#, "invalid gateway-tracing configuration: exporter.flush_interval_ms = \"60001\": must be between 1 and 60000", "flush too slow"),
         (r#"{"exporter":{"cluster":"otel","max_export_batch_size":0}}"#, "invalid gateway-tracing configuration: exporter.max_export_batch_size = \"0\": must be between 1 and 8192", "zero batch"),
-        (r#"{"exporter":{"cluster":"otel","max_queue_size":0}}"#, "invalid gateway-tracing configuration: exporter.max_queue_size = \"0\": must be between 1 and 1000000", "zero queue"),
-        (r#"{"exporter":{"cluster":"otel","max_queue_size":10,"max_export_batch_size":20}}"#, "invalid gateway-tracing configuration: exporter.max_queue_size = \"10\": must be at least exporter.max_export_batch_size (20)", "queue smaller than batch"),
+        (r#"{"exporter":{"cluster":"otel","max_queue_size":2048}}"#, "invalid gateway-tracing configuration: exporter.max_queue_size = \"2048\": is replaced by exporter.max_queue_bytes (the queue is bounded in bytes)", "old field refused, naming the new one"),
+        (r#"{"exporter":{"cluster":"otel","max_queue_bytes":1000}}"#, "invalid gateway-tracing configuration: exporter.max_queue_bytes = \"1000\": must be between 65536 and 1073741824", "queue too small"),
+        (r#"{"exporter":{"cluster":"otel","compression":"zstd"}}"#, "invalid gateway-tracing configuration: exporter.compression: unknown variant `zstd`, expected `none` or `gzip` at line 1 column 50", "unknown compression"),
+        (r#"{"exporter":{"cluster":"otel","encoding":"xml"}}"#, "invalid gateway-tracing configuration: exporter.encoding: unknown variant `xml`, expected `protobuf` or `json` at line 1 column 46", "unknown encoding"),
+        (r#"{"exporter":{"cluster":"otel","retry":{"initial_backoff_ms":0}}}"#, "invalid gateway-tracing configuration: exporter.retry.initial_backoff_ms = \"0\": must be between 1 and 600000", "zero backoff"),
+        (r#"{"exporter":{"cluster":"otel","retry":{"initial_backoff_ms":5000,"max_backoff_ms":1000}}}"#, "invalid gateway-tracing configuration: exporter.retry.max_backoff_ms = \"1000\": must be between 5000 and 600000", "max below initial"),
+        (r#"{"exporter":{"cluster":"otel","retry":{"multiplier":0.5}}}"#, "invalid gateway-tracing configuration: exporter.retry.multiplier = \"0.5\": must be between 1 and 10", "shrinking backoff"),
+        (r#"{"exporter":{"cluster":"otel","retry":{"max_elapsed_ms":0}}}"#, "invalid gateway-tracing configuration: exporter.retry.max_elapsed_ms = \"0\": must be between 1 and 3600000", "zero elapsed"),
+        (r#"{"exporter":{"cluster":"otel","retry":{"jitter":1}}}"#, "invalid gateway-tracing configuration: exporter.retry.jitter: unknown field `jitter`, expected one of `enabled`, `initial_backoff_ms`, `multiplier`, `max_backoff_ms`, `max_elapsed_ms` at line 1 column 47", "unknown retry field"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"content-encoding":"br"}}}"#, "invalid gateway-tracing configuration: exporter.headers.content-encoding = \"<redacted>\": is set by the exporter itself", "content-encoding is the exporter's"),
         (r#"{"exporter":{"cluster":"otel","authority":""}}"#, "invalid gateway-tracing configuration: exporter.authority = \"\": must not be empty", "empty authority"),
         (r#"{"exporter":{"cluster":"otel","headers":{"X-Key":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.X-Key = \"<redacted>\": header name must be lower-case token characters", "upper-case header"),
         (r#"{"exporter":{"cluster":"otel","headers":{"content-type":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.content-type = \"<redacted>\": is set by the exporter itself", "reserved header"),

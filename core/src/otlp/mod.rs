@@ -27,6 +27,7 @@ pub const USER_AGENT: &str = concat!(
     " gateway-tracing"
 );
 pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     KeyValue {
@@ -77,23 +78,6 @@ pub fn encode_span_field(span: &Span, out: &mut Vec<u8>) {
     out.push(SCOPE_SPANS_SPANS_TAG);
     prost::encoding::encode_varint(span.encoded_len() as u64, out);
     span.encode_raw(out);
-}
-
-/// Splits a run of encoded `ScopeSpans.spans` fields (what [`writer::SpanWriter`] and
-/// [`encode_span_field`] append) into one slice per span. Stops at the first malformed field.
-pub fn split_span_fields(mut run: &[u8]) -> impl Iterator<Item = &[u8]> {
-    std::iter::from_fn(move || {
-        let (&tag, rest) = run.split_first()?;
-        if tag != SCOPE_SPANS_SPANS_TAG {
-            return None;
-        }
-        let mut cursor = rest;
-        let len = usize::try_from(prost::encoding::decode_varint(&mut cursor).ok()?).ok()?;
-        let total = 1 + (rest.len() - cursor.len()) + len;
-        let (field, tail) = (run.get(..total)?, run.get(total..)?);
-        run = tail;
-        Some(field)
-    })
 }
 
 /// Frames queued span fields into an `ExportTraceServiceRequest` body with this VM's resource
@@ -149,6 +133,15 @@ impl Framer {
         }
         out
     }
+}
+
+/// Re-encodes a framed protobuf request ([`Framer::frame`]) as OTLP/JSON: the OTLP JSON
+/// mapping (lowerCamelCase names, trace and span ids as hex, enums as integers, 64-bit
+/// integers as strings), by `opentelemetry-proto`'s serde support. `None` when `framed` does
+/// not decode (it always does when it came from the framer).
+pub fn to_json(framed: &[u8]) -> Option<Vec<u8>> {
+    let req = ExportTraceServiceRequest::decode(framed).ok()?;
+    serde_json::to_vec(&req).ok()
 }
 
 /// Encodes one export request for `spans` under `resource` with prost's own message encoder:
@@ -253,14 +246,6 @@ mod tests {
             .collect();
         let res = resource(&config);
         let framed = Framer::new(&res).frame(fields.iter().map(Vec::as_slice));
-        let run: Vec<u8> = fields.concat();
-        let split: Vec<&[u8]> = split_span_fields(&run).collect();
-        assert_eq!(split, fields.iter().map(Vec::as_slice).collect::<Vec<_>>());
-        assert_eq!(
-            split_span_fields(&run[..run.len() - 1]).count(),
-            2,
-            "a cut field is not returned"
-        );
         assert_eq!(framed, encode(&res, spans));
         let empty = Framer::new(&res).frame(std::iter::empty());
         assert_eq!(empty, encode(&res, Vec::new()));
