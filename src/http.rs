@@ -1,19 +1,33 @@
 //! The HTTP context: one per request. Starts the trace at request headers (while headers can
 //! still be changed) and finishes it in `on_log`, when Envoy's response details are complete.
+//!
+//! In the upstream-filter placement (`mode: "upstream_filter"`) the context is one attempt:
+//! Envoy calls no `on_log` there, so the attempt's CLIENT span is finished in `on_done`, with
+//! the `:status` this context saw (see `tracer::attempt`).
 
 use crate::proxy_host::{now_nanos, ProxyExport, ProxyHost};
 use crate::root::Shared;
+use gateway_tracing_core::config::Mode;
 use gateway_tracing_core::host::Stats;
 use gateway_tracing_core::metrics::Counter;
 use gateway_tracing_core::otlp;
-use gateway_tracing_core::tracer::{self, ActiveRequest, Completion};
+use gateway_tracing_core::tracer::{self, ActiveRequest, AttemptBook, Completion};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
+use std::cell::RefCell;
 use std::rc::Rc;
+
+thread_local! {
+    /// The span ids this VM's upstream-filter contexts injected (one VM per worker thread).
+    static BOOK: RefCell<AttemptBook> = RefCell::new(AttemptBook::default());
+}
 
 pub struct Http {
     shared: Option<Rc<Shared>>,
     active: Option<ActiveRequest>,
+    /// Upstream-filter placement: the attempt's `:status`, once its response headers came.
+    attempt_status: Option<u16>,
 }
 
 impl Http {
@@ -21,6 +35,7 @@ impl Http {
         Http {
             shared,
             active: None,
+            attempt_status: None,
         }
     }
 }
@@ -33,17 +48,70 @@ impl Http {
     }
 }
 
-impl Context for Http {}
+impl Http {
+    fn upstream_placement(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.config.mode == Mode::UpstreamFilter)
+    }
+
+    /// Writes the finished spans of a recorded request and hands them to the exporter.
+    fn export(shared: &Shared, req: &ActiveRequest, done: &Completion) {
+        let mut run = Vec::with_capacity(1024);
+        tracer::finish(&shared.config, req, done, &mut run);
+        let encoded: Vec<Vec<u8>> = otlp::split_span_fields(&run).map(<[u8]>::to_vec).collect();
+        match shared.exporter.try_borrow_mut() {
+            Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),
+            // Cannot happen in a single-threaded VM unless a host callback re-enters; count
+            // it all the same, so created = exported + dropped holds.
+            Err(_) => shared
+                .stats
+                .add(Counter::SpansDroppedInternal, encoded.len() as u64),
+        }
+    }
+}
+
+impl Context for Http {
+    /// Upstream-filter placement: the attempt is over (Envoy calls no `on_log` for upstream
+    /// filters); its CLIENT span is finished here.
+    fn on_done(&mut self) -> bool {
+        if !self.upstream_placement() {
+            return true;
+        }
+        let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
+            return true;
+        };
+        if req.recorded {
+            let done = tracer::attempt_completion(&ProxyHost, &req, self.attempt_status);
+            Self::export(shared, &req, &done);
+        }
+        true
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(shared) = &self.shared {
-            self.active = Some(tracer::start(&shared.config, &mut ProxyHost, &shared.stats));
+            let (config, stats) = (&shared.config, &shared.stats);
+            self.active = Some(if config.mode == Mode::UpstreamFilter {
+                BOOK.with(|book| match book.try_borrow_mut() {
+                    Ok(mut book) => tracer::start_attempt(config, &mut ProxyHost, stats, &mut book),
+                    Err(_) => tracer::start(config, &mut ProxyHost, stats),
+                })
+            } else {
+                tracer::start(config, &mut ProxyHost, stats)
+            });
         }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.upstream_placement() && self.active.is_some() {
+            self.attempt_status = hostcalls::get_map_value(MapType::HttpResponseHeaders, ":status")
+                .ok()
+                .flatten()
+                .and_then(|s| s.parse::<u16>().ok());
+        }
         if end_of_stream {
             self.response_complete();
         }
@@ -70,17 +138,14 @@ impl HttpContext for Http {
         if !req.recorded {
             return;
         }
-        let done = Completion::read(&ProxyHost);
-        let mut run = Vec::with_capacity(1024);
-        tracer::finish(&shared.config, &req, &done, &mut run);
-        let encoded: Vec<Vec<u8>> = otlp::split_span_fields(&run).map(<[u8]>::to_vec).collect();
-        match shared.exporter.try_borrow_mut() {
-            Ok(mut exporter) => exporter.push(encoded, &ProxyExport, &shared.stats),
-            // Cannot happen in a single-threaded VM unless a host callback re-enters; count
-            // it all the same, so created = exported + dropped holds.
-            Err(_) => shared
-                .stats
-                .add(Counter::SpansDroppedInternal, encoded.len() as u64),
+        if shared.config.mode == Mode::UpstreamFilter {
+            // Not called by Envoy 1.40 for upstream filters; should a later Envoy call it,
+            // the attempt ends here with the same reads as in `on_done`.
+            let done = tracer::attempt_completion(&ProxyHost, &req, self.attempt_status);
+            Self::export(shared, &req, &done);
+            return;
         }
+        let done = Completion::read(&ProxyHost);
+        Self::export(shared, &req, &done);
     }
 }

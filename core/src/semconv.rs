@@ -70,3 +70,10 @@ mod tests {
         }
     }
 }
+
+// --- Per-attempt CLIENT spans (upstream-filter placement) ----------------------------------
+pub use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_RESEND_COUNT, NETWORK_PROTOCOL_NAME,
+};
+/// `network.protocol.name` of every span this filter writes.
+pub const NETWORK_PROTOCOL_HTTP: &str = "http";

@@ -13,6 +13,7 @@
 pub mod clusters;
 pub mod env;
 pub mod exporter;
+pub mod placement;
 pub mod routes;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod tests;
 pub use clusters::{ClusterTarget, DurableObject, DurableObjectId, RawCluster, RawDurableObject};
 pub use env::expand;
 pub use exporter::*;
+pub use placement::ClientSpans;
 pub use routes::RawRoute;
 
 use crate::route::RouteTable;
@@ -40,6 +42,9 @@ pub enum Mode {
     SidecarInbound,
     /// Outbound sidecar next to a service: a CLIENT span per call, child of what the app sent.
     SidecarOutbound,
+    /// Upstream HTTP filter of a cluster: a CLIENT span per attempt (retries, hedges, shadows),
+    /// child of the `traceparent` the downstream placement injected (see [`placement`]).
+    UpstreamFilter,
 }
 
 /// Which requests are recorded. Non-recorded requests still propagate context.
@@ -58,6 +63,8 @@ pub enum Sampler {
 pub struct RawConfig {
     #[serde(default)]
     pub mode: Mode,
+    #[serde(default)]
+    pub client_spans: Option<ClientSpans>,
     #[serde(default = "default_service_name")]
     pub service_name: String,
     #[serde(default)]
@@ -93,6 +100,7 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    pub client_spans: ClientSpans,
     pub service_name: String,
     pub resource_attributes: Vec<(String, String)>,
     pub sampler: Sampler,
@@ -219,12 +227,14 @@ pub fn validate(
         resource_attributes.push((k.clone(), v));
     }
 
+    let client_spans = placement::validate(raw.mode, raw.client_spans)?;
     let routes = routes::validate(&raw.routes)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
 
     Ok(Config {
         mode: raw.mode,
+        client_spans,
         service_name,
         resource_attributes,
         sampler: raw.sampler,

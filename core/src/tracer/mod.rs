@@ -10,12 +10,14 @@
 //! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
 //! (pure span building).
 
+mod attempt;
 mod completion;
 mod spans;
 mod start;
 #[cfg(test)]
 mod tests;
 
+pub use attempt::{attempt_completion, start_attempt, Attempt, AttemptBook};
 pub use completion::Completion;
 pub use spans::finish;
 pub use start::{start, ActiveRequest, ClientCall};

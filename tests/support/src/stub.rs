@@ -4,7 +4,8 @@
 //! gets ([`StubRequest`], all headers kept, duplicates included) and answers
 //! `{"stub":"<name>","path":"<path>"}` as JSON. Request headers steer the
 //! answer: `x-stub-status: 503` sets the status (default 200) and
-//! `x-stub-delay-ms: 50` delays the reply.
+//! `x-stub-delay-ms: 50` delays the reply. [`Stub::fail_next`] makes the next N requests
+//! answer a given status whatever their headers (a failing-then-succeeding upstream).
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +46,8 @@ impl StubRequest {
 }
 
 type Log = Arc<Mutex<Vec<StubRequest>>>;
+/// Requests still to fail, and with which status.
+type Failing = Arc<Mutex<(usize, u16)>>;
 
 fn lock(log: &Log) -> MutexGuard<'_, Vec<StubRequest>> {
     log.lock().unwrap_or_else(|e| e.into_inner())
@@ -54,6 +57,7 @@ fn lock(log: &Log) -> MutexGuard<'_, Vec<StubRequest>> {
 pub struct Stub {
     name: String,
     log: Log,
+    failing: Failing,
     server: ServerHandle,
 }
 
@@ -72,17 +76,31 @@ impl Stub {
         let log: Log = Arc::new(Mutex::new(Vec::new()));
         let shared_name: Arc<Mutex<String>> =
             Arc::new(Mutex::new(name.clone().unwrap_or_default()));
+        let failing: Failing = Arc::new(Mutex::new((0, 503)));
         let handler_log = Arc::clone(&log);
         let handler_name = Arc::clone(&shared_name);
+        let handler_failing = Arc::clone(&failing);
         let server = ServerHandle::spawn(addr, 8, "stub", move |req| {
             let name = handler_name.lock().map(|n| n.clone()).unwrap_or_default();
-            handle(&handler_log, &name, req)
+            handle(&handler_log, &handler_failing, &name, req)
         })?;
         let name = name.unwrap_or_else(|| server.addr().to_string());
         if let Ok(mut n) = shared_name.lock() {
             n.clone_from(&name);
         }
-        Ok(Stub { name, log, server })
+        Ok(Stub {
+            name,
+            log,
+            failing,
+            server,
+        })
+    }
+
+    /// The next `n` requests are answered with `status`, whatever their headers.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = (n, status);
+        }
     }
 
     /// The bound address.
@@ -131,7 +149,7 @@ impl Stub {
     }
 }
 
-fn handle(log: &Log, name: &str, mut req: Request) {
+fn handle(log: &Log, failing: &Failing, name: &str, mut req: Request) {
     let headers = http::headers_of(&req);
     let body = http::read_body(&mut req).unwrap_or_default();
     let record = StubRequest {
@@ -145,6 +163,13 @@ fn handle(log: &Log, name: &str, mut req: Request) {
         .and_then(|v| v.trim().parse::<u16>().ok())
         .filter(|s| (100..=999).contains(s))
         .unwrap_or(200);
+    let status = match failing.lock() {
+        Ok(mut f) if f.0 > 0 => {
+            f.0 -= 1;
+            f.1
+        }
+        _ => status,
+    };
     let delay = record
         .header("x-stub-delay-ms")
         .and_then(|v| v.trim().parse::<u64>().ok());
