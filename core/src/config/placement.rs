@@ -58,11 +58,12 @@ pub(super) fn validate(
         (m, Some(c)) => Err(err(
             "client_spans",
             c.as_str(),
-            format!(
-                "only for mode \"gateway\" (mode is \"{}\"); with mode \"upstream_filter\" every \
-                 attempt gets its own CLIENT span already",
-                m.as_str()
-            ),
+            match m {
+                Mode::UpstreamFilter => "only for mode \"gateway\" (mode \"upstream_filter\" \
+                                         makes one CLIENT span per attempt itself)"
+                    .to_string(),
+                m => format!("only for mode \"gateway\" (mode is \"{}\")", m.as_str()),
+            },
         )),
     }
 }

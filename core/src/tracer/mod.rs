@@ -6,9 +6,12 @@
 //!
 //! Which spans exist depends on [`Mode`]: a gateway emits a SERVER span and a CLIENT child per
 //! upstream call; an inbound sidecar only the SERVER span; an outbound sidecar only the CLIENT.
+//! In the upstream-filter placement ([`attempt`]) each attempt is a request of its own: one
+//! CLIENT span per attempt, [`start_attempt`] at its request headers, [`attempt_completion`]
+//! when Envoy destroys it.
 //!
 //! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
-//! (pure span building).
+//! (pure span building), [`attempt`] (the upstream-filter placement).
 
 mod attempt;
 mod completion;
