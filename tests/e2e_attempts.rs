@@ -264,3 +264,61 @@ fn upstream_filter_makes_one_client_span_per_attempt() {
         0
     );
 }
+
+/// What an attempt's CLIENT span covers when the request body arrives slowly: the first
+/// attempt starts when the router starts it (at the request headers), so the upload is inside
+/// it; a retry replays the buffered body and is short.
+#[test]
+fn first_attempt_covers_the_body_upload_and_a_retry_does_not() {
+    use std::io::{Read, Write};
+    let _lock = ports_lock();
+    let collector = Collector::start("127.0.0.1:4318").expect("collector port 4318 free");
+    let products = Stub::start_named("products", "127.0.0.1:18082").unwrap();
+    let _envoy = start_envoy(&repo_root().join(CONFIG), 9901, 0, vec![]);
+
+    products.fail_next(1, 503);
+    let chunk = "x".repeat(20_000);
+    let mut s = std::net::TcpStream::connect(GATEWAY).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST /api/products HTTP/1.1\r\nhost: shop.local\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        3 * chunk.len()
+    )
+    .unwrap();
+    let sent_at = std::time::Instant::now();
+    for i in 0..3 {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(1000));
+        }
+        s.write_all(chunk.as_bytes()).unwrap();
+    }
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    assert!(sent_at.elapsed() >= Duration::from_millis(2000));
+
+    let reqs = products.wait_for_requests(2, WAIT).expect("two attempts");
+    assert_eq!(reqs[1].body.len(), 60_000, "the retry gets the whole body");
+    let saw = traceparents(&reqs);
+    let spans = trace_spans(&collector, &saw[0].0, 3);
+    let (server, clients) = split(&spans, &saw);
+    let ms = |sp: &RecordedSpan| sp.duration_ms();
+    eprintln!(
+        "upload 60 kB at 20 kB/s: SERVER {:.0} ms, attempt 1 {:.0} ms, attempt 2 {:.0} ms, attempt 1 starts {:.1} ms after SERVER",
+        ms(server),
+        ms(clients[0]),
+        ms(clients[1]),
+        (clients[0].start_ns - server.start_ns) as f64 / 1e6
+    );
+    assert!(
+        ms(clients[0]) >= 1900.0,
+        "attempt 1 includes the upload: {:.0} ms",
+        ms(clients[0])
+    );
+    assert!(
+        ms(clients[1]) < 500.0,
+        "the retry replays the buffered body: {:.0} ms",
+        ms(clients[1])
+    );
+}
