@@ -118,6 +118,7 @@ impl Config {
             .unwrap_or_else(|| ClusterTarget {
                 service: cluster.to_string(),
                 durable_object: None,
+                protocol_version: None,
             })
     }
 }

@@ -200,6 +200,16 @@ fn placement_rows() {
             want: Err("invalid gateway-tracing configuration: client_spans: unknown variant `per_attempt`, expected `per_call` or `upstream_filter` at line 1 column 29"),
             reason: "unknown value names the accepted ones",
         },
+        Row {
+            json: r#"{"mode":"upstream_filter","clusters":{"h2":{"protocol_version":"HTTP/2"}},"exporter":{"cluster":"otel"}}"#,
+            want: Err("invalid gateway-tracing configuration: clusters.h2.protocol_version = \"HTTP/2\": must be one of 1.0, 1.1, 2, 3 (2 for h2 and h2c)"),
+            reason: "protocol version in semconv's spelling",
+        },
+        Row {
+            json: r#"{"mode":"upstream_filter","clusters":{"h2":{"protocol_version":"2"}},"exporter":{"cluster":"otel"}}"#,
+            want: Ok((Mode::UpstreamFilter, ClientSpans::PerCall)),
+            reason: "an h2c cluster",
+        },
     ];
     let mut failures = Vec::new();
     for row in rows {

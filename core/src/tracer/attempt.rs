@@ -14,7 +14,7 @@
 //! - no `on_log`: the attempt ends in `on_done`, when Envoy destroys the upstream request.
 
 use super::completion::{Completion, VIA_UPSTREAM};
-use super::start::{start, ActiveRequest};
+use super::start::{start, ActiveRequest, ClientCall};
 use crate::config::{Config, Mode};
 use crate::host::{header, property_bytes, property_string, property_u64, Host, Stats};
 use crate::ids::SpanId;
@@ -121,7 +121,8 @@ pub fn start_attempt(
     book: &mut AttemptBook,
 ) -> ActiveRequest {
     let mut req = start(config, host, stats);
-    let Some(call) = req.client.as_mut() else {
+    // Only the upstream-filter placement has attempts (`Attempt` is set by `start` there).
+    let Some(call) = req.client.as_mut().filter(|c| c.attempt.is_some()) else {
         return req;
     };
     let previous = req.parent_span_id.and_then(|p| book.by_id.get(&p).copied());
@@ -174,13 +175,19 @@ pub fn attempt_completion(host: &dyn Host, req: &ActiveRequest, status: Option<u
 pub const NO_RESPONSE: &str = "attempt_ended_without_response";
 
 /// The attempt's own attributes on its CLIENT span: `http.request.resend_count` from the
-/// second attempt on (semconv: the first attempt has none), and the protocol name. The
-/// version is left out: Envoy does not tell an upstream filter which protocol the upstream
-/// connection speaks (`request.protocol` there is the downstream's), and a guess would make an
-/// h2c upstream look like HTTP/1.1.
-pub(super) fn write_attrs(attempt: &Attempt, a: &mut Attrs<'_>) {
-    if attempt.number >= 2 {
-        a.int(sc::HTTP_REQUEST_RESEND_COUNT, i64::from(attempt.number - 1));
+/// second attempt on (semconv: the first attempt has none), and the protocol. The version
+/// comes only from `clusters.<name>.protocol_version`: Envoy does not tell a filter which
+/// protocol the upstream connection speaks (`request.protocol` in an upstream filter is the
+/// downstream's), and a guess would make an h2c upstream look like HTTP/1.1.
+pub(super) fn write_attrs(call: &ClientCall, a: &mut Attrs<'_>) {
+    if let Some(n) = call.attempt.as_ref().map(|t| t.number).filter(|n| *n >= 2) {
+        a.int(sc::HTTP_REQUEST_RESEND_COUNT, i64::from(n - 1));
     }
-    a.str(sc::NETWORK_PROTOCOL_NAME, sc::NETWORK_PROTOCOL_HTTP);
+    let version = call.target.protocol_version.as_deref();
+    if call.attempt.is_some() || version.is_some() {
+        a.str(sc::NETWORK_PROTOCOL_NAME, sc::NETWORK_PROTOCOL_HTTP);
+    }
+    if let Some(v) = version {
+        a.str(sc::NETWORK_PROTOCOL_VERSION, v);
+    }
 }

@@ -218,9 +218,7 @@ fn client_span(
             a.str(sc::DURABLE_OBJECT_ID, id);
         }
     }
-    if let Some(attempt) = &call.attempt {
-        super::attempt::write_attrs(attempt, &mut a);
-    }
+    super::attempt::write_attrs(call, &mut a);
     if responded {
         a.int(sc::HTTP_RESPONSE_STATUS_CODE, i64::from(done.status));
         a.int(sc::LEGACY_HTTP_STATUS_CODE, i64::from(done.status));

@@ -351,3 +351,76 @@ fn book_forgets_the_oldest_beyond_its_capacity() {
         Some(Val::Int(1))
     );
 }
+
+#[test]
+fn protocol_rows() {
+    struct Row {
+        mode: &'static str,
+        protocol_version: Option<&'static str>,
+        want_name: Option<&'static str>,
+        want_version: Option<&'static str>,
+        reason: &'static str,
+    }
+    let rows = [
+        Row {
+            mode: "upstream_filter",
+            protocol_version: None,
+            want_name: Some("http"),
+            want_version: None,
+            reason: "unknown version: left out, never guessed",
+        },
+        Row {
+            mode: "upstream_filter",
+            protocol_version: Some("2"),
+            want_name: Some("http"),
+            want_version: Some("2"),
+            reason: "an h2c cluster, as configured",
+        },
+        Row {
+            mode: "gateway",
+            protocol_version: Some("1.1"),
+            want_name: Some("http"),
+            want_version: Some("1.1"),
+            reason: "the downstream placement's CLIENT span too",
+        },
+        Row {
+            mode: "gateway",
+            protocol_version: None,
+            want_name: None,
+            want_version: None,
+            reason: "downstream placement, nothing configured: as before",
+        },
+    ];
+    for row in rows {
+        let cluster = match row.protocol_version {
+            Some(v) => format!(r#"{{"service": "PRODUCTS_SERVICE", "protocol_version": "{v}"}}"#),
+            None => r#"{"service": "PRODUCTS_SERVICE"}"#.to_string(),
+        };
+        let cfg = config(&format!(
+            r#"{{"mode": "{}", "clusters": {{"products": {cluster}}}, "exporter": {{"cluster": "otel"}}}}"#,
+            row.mode
+        ));
+        let mut host = attempt(1, SERVER_PARENT, Some(1));
+        let stats = MockStats::new();
+        let req = start_attempt(&cfg, &mut host, &stats, &mut AttemptBook::default());
+        let done = attempt_completion(&host, &req, Some(200));
+        let spans = finish_spans(&cfg, &req, &done);
+        let client = one_of_kind(&spans, SpanKind::Client).expect("CLIENT span");
+        let got = |k| match attr(client, k) {
+            Some(Val::Str(s)) => Some(s),
+            _ => None,
+        };
+        assert_eq!(
+            got(sc::NETWORK_PROTOCOL_NAME).as_deref(),
+            row.want_name,
+            "{}",
+            row.reason
+        );
+        assert_eq!(
+            got(sc::NETWORK_PROTOCOL_VERSION).as_deref(),
+            row.want_version,
+            "{}",
+            row.reason
+        );
+    }
+}
