@@ -424,3 +424,14 @@ fn protocol_rows() {
         );
     }
 }
+
+#[test]
+fn exports_through_an_upstream_filter_are_not_traced() {
+    let cfg = config(UPSTREAM);
+    let host = attempt(1, SERVER_PARENT, Some(1)).property(&["xds", "cluster_name"], b"otel");
+    let a = run_attempt(&cfg, host, &mut AttemptBook::default(), Some(200));
+    assert!(
+        a.spans.is_empty(),
+        "no span for an export request: it would be exported, and traced again"
+    );
+}
