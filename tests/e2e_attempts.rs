@@ -323,3 +323,61 @@ fn first_attempt_covers_the_body_upload_and_a_retry_does_not() {
         ms(clients[1])
     );
 }
+
+/// Hedging: the first attempt is slow, a hedge starts at the per-try timeout and wins; the
+/// first attempt is abandoned. Two overlapping CLIENT spans, both under the SERVER span.
+#[test]
+fn a_hedged_request_has_overlapping_attempt_spans() {
+    let _lock = ports_lock();
+    let mut yaml = std::fs::read_to_string(repo_root().join(CONFIG)).unwrap();
+    let from = "retry_policy: { retry_on: 5xx, num_retries: 2 }";
+    assert_eq!(yaml.matches(from).count(), 1, "{CONFIG} drifted");
+    yaml = yaml.replacen(
+        from,
+        "retry_policy: { retry_on: 5xx, num_retries: 1, per_try_timeout: 0.3s }\n                  hedge_policy: { hedge_on_per_try_timeout: true }",
+        1,
+    );
+    let dir = std::env::temp_dir().join(format!("gateway-tracing-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("hedged.yaml");
+    std::fs::write(&config, yaml).unwrap();
+
+    let collector = Collector::start("127.0.0.1:4318").expect("collector port 4318 free");
+    let products = Stub::start_named("products", "127.0.0.1:18082").unwrap();
+    let _envoy = start_envoy(&config, 9901, 0, vec![]);
+
+    products.delay_next(1, 1500);
+    let r = send(GATEWAY, "GET", "/api/products/p-9", &[], "");
+    assert_eq!(r.status, 200, "the hedge answered");
+    let reqs = products.wait_for_requests(2, WAIT).expect("two attempts");
+    let saw = traceparents(&reqs);
+    assert_ne!(saw[0].1, saw[1].1, "each attempt carries its own parent id");
+    let spans = trace_spans(&collector, &saw[0].0, 3);
+    let (server, clients) = split(&spans, &saw);
+    let (slow, hedge) = (clients[0], clients[1]);
+    for c in [slow, hedge] {
+        assert_eq!(
+            c.parent_span_id, server.span_id,
+            "{}: child of SERVER",
+            c.name
+        );
+        assert_eq!(c.name, "PRODUCTS_SERVICE GET /products/:id");
+    }
+    assert_eq!(i(hedge, "http.request.resend_count"), Some(1));
+    assert_eq!(hedge.status_code, STATUS_UNSET);
+    assert_eq!(i(hedge, "http.response.status_code"), Some(200));
+    assert!(hedge.start_ns < slow.end_ns, "the attempts overlap");
+    eprintln!(
+        "hedged: slow attempt {:.0} ms status {} {:?}, hedge {:.0} ms",
+        slow.duration_ms(),
+        slow.status_code,
+        slow.status_message,
+        hedge.duration_ms()
+    );
+    assert_eq!(
+        slow.status_code, STATUS_ERROR,
+        "the abandoned attempt had no response"
+    );
+    assert!(slow.attr("http.response.status_code").is_none());
+    assert!(slow.end_ns <= server.end_ns);
+}

@@ -5,7 +5,8 @@
 //! `{"stub":"<name>","path":"<path>"}` as JSON. Request headers steer the
 //! answer: `x-stub-status: 503` sets the status (default 200) and
 //! `x-stub-delay-ms: 50` delays the reply. [`Stub::fail_next`] makes the next N requests
-//! answer a given status whatever their headers (a failing-then-succeeding upstream).
+//! answer a given status whatever their headers (a failing-then-succeeding upstream);
+//! [`Stub::delay_next`] delays the next N (a slow first attempt that a hedge overtakes).
 
 use std::io;
 use std::net::SocketAddr;
@@ -46,8 +47,9 @@ impl StubRequest {
 }
 
 type Log = Arc<Mutex<Vec<StubRequest>>>;
-/// Requests still to fail, and with which status.
+/// Requests still to fail, and with which status; requests still to delay, and by how much.
 type Failing = Arc<Mutex<(usize, u16)>>;
+type Delaying = Arc<Mutex<(usize, u64)>>;
 
 fn lock(log: &Log) -> MutexGuard<'_, Vec<StubRequest>> {
     log.lock().unwrap_or_else(|e| e.into_inner())
@@ -58,6 +60,7 @@ pub struct Stub {
     name: String,
     log: Log,
     failing: Failing,
+    delaying: Delaying,
     server: ServerHandle,
 }
 
@@ -80,9 +83,17 @@ impl Stub {
         let handler_log = Arc::clone(&log);
         let handler_name = Arc::clone(&shared_name);
         let handler_failing = Arc::clone(&failing);
+        let delaying: Delaying = Arc::new(Mutex::new((0, 0)));
+        let handler_delaying = Arc::clone(&delaying);
         let server = ServerHandle::spawn(addr, 8, "stub", move |req| {
             let name = handler_name.lock().map(|n| n.clone()).unwrap_or_default();
-            handle(&handler_log, &handler_failing, &name, req)
+            handle(
+                &handler_log,
+                &handler_failing,
+                &handler_delaying,
+                &name,
+                req,
+            )
         })?;
         let name = name.unwrap_or_else(|| server.addr().to_string());
         if let Ok(mut n) = shared_name.lock() {
@@ -92,8 +103,16 @@ impl Stub {
             name,
             log,
             failing,
+            delaying,
             server,
         })
+    }
+
+    /// The next `n` requests are answered after `ms` milliseconds, whatever their headers.
+    pub fn delay_next(&self, n: usize, ms: u64) {
+        if let Ok(mut d) = self.delaying.lock() {
+            *d = (n, ms);
+        }
     }
 
     /// The next `n` requests are answered with `status`, whatever their headers.
@@ -149,7 +168,7 @@ impl Stub {
     }
 }
 
-fn handle(log: &Log, failing: &Failing, name: &str, mut req: Request) {
+fn handle(log: &Log, failing: &Failing, delaying: &Delaying, name: &str, mut req: Request) {
     let headers = http::headers_of(&req);
     let body = http::read_body(&mut req).unwrap_or_default();
     let record = StubRequest {
@@ -173,6 +192,13 @@ fn handle(log: &Log, failing: &Failing, name: &str, mut req: Request) {
     let delay = record
         .header("x-stub-delay-ms")
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let delay = match delaying.lock() {
+        Ok(mut d) if d.0 > 0 => {
+            d.0 -= 1;
+            Some(d.1)
+        }
+        _ => delay,
+    };
     let path = record.path.clone();
     lock(log).push(record);
     if let Some(ms) = delay {
