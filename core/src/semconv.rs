@@ -50,6 +50,13 @@ pub const SPAN_KIND_CLIENT: &str = "client";
 /// `error.type` / `http.request.method` value for anything outside the known set (semconv).
 pub const OTHER: &str = "_OTHER";
 
+// --- Per-attempt CLIENT spans (upstream-filter placement) ----------------------------------
+pub use opentelemetry_semantic_conventions::attribute::{
+    HTTP_REQUEST_RESEND_COUNT, NETWORK_PROTOCOL_NAME,
+};
+/// `network.protocol.name` of every span this filter writes.
+pub const NETWORK_PROTOCOL_HTTP: &str = "http";
+
 #[cfg(test)]
 mod tests {
     use super::*;

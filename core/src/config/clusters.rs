@@ -24,6 +24,8 @@ pub struct RawCluster {
     pub service: Option<String>,
     #[serde(default)]
     pub durable_object: Option<RawDurableObject>,
+    #[serde(default)]
+    pub protocol_version: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,7 +47,13 @@ pub struct ClusterTarget {
     /// `AUTH_SERVICE`; defaults to the cluster name.
     pub service: String,
     pub durable_object: Option<DurableObject>,
+    /// HTTP version the cluster speaks upstream (`1.1`, `2`), as configured: Envoy does not
+    /// tell a filter which protocol an upstream connection uses.
+    pub protocol_version: Option<String>,
 }
+
+/// Accepted `clusters.<name>.protocol_version` values (`network.protocol.version`).
+pub const PROTOCOL_VERSIONS: [&str; 4] = ["1.0", "1.1", "2", "3"];
 
 impl ClusterTarget {
     /// The name CLIENT spans lead with: the Durable Object class, else the service.
@@ -110,11 +118,21 @@ pub(super) fn validate(
                 })
             }
         };
+        if let Some(v) = &c.protocol_version {
+            if !PROTOCOL_VERSIONS.contains(&v.as_str()) {
+                return Err(err(
+                    format!("{field}.protocol_version"),
+                    v.clone(),
+                    "must be one of 1.0, 1.1, 2, 3 (2 for h2 and h2c)",
+                ));
+            }
+        }
         clusters.insert(
             name,
             Rc::new(ClusterTarget {
                 service,
                 durable_object,
+                protocol_version: c.protocol_version,
             }),
         );
     }

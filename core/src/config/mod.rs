@@ -13,6 +13,7 @@
 pub mod clusters;
 pub mod env;
 pub mod exporter;
+pub mod placement;
 pub mod routes;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ mod tests;
 pub use clusters::{ClusterTarget, DurableObject, DurableObjectId, RawCluster, RawDurableObject};
 pub use env::expand;
 pub use exporter::*;
+pub use placement::ClientSpans;
 pub use routes::RawRoute;
 
 use crate::route::RouteTable;
@@ -41,6 +43,9 @@ pub enum Mode {
     SidecarInbound,
     /// Outbound sidecar next to a service: a CLIENT span per call, child of what the app sent.
     SidecarOutbound,
+    /// Upstream HTTP filter of a cluster: a CLIENT span per attempt (retries, hedges, shadows),
+    /// child of the `traceparent` the downstream placement injected (see [`placement`]).
+    UpstreamFilter,
 }
 
 pub use crate::sampler::{Ratio, Sampler};
@@ -90,6 +95,8 @@ pub const MAX_RECORDED_HEADERS: usize = 32;
 pub struct RawConfig {
     #[serde(default)]
     pub mode: Mode,
+    #[serde(default)]
+    pub client_spans: Option<ClientSpans>,
     #[serde(default = "default_service_name")]
     pub service_name: String,
     #[serde(default)]
@@ -145,6 +152,7 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    pub client_spans: ClientSpans,
     pub service_name: String,
     pub resource_attributes: Vec<(String, String)>,
     pub sampler: Sampler,
@@ -173,6 +181,7 @@ impl Config {
             Rc::new(ClusterTarget {
                 service: cluster.to_string(),
                 durable_object: None,
+                protocol_version: None,
             })
         })
     }
@@ -283,6 +292,7 @@ pub fn validate(
         resource_attributes.push((k.clone(), v));
     }
 
+    let client_spans = placement::validate(raw.mode, raw.client_spans)?;
     let ratio = match raw.sampler_ratio {
         None => Ratio::ALWAYS,
         Some(p) => {
@@ -314,6 +324,7 @@ pub fn validate(
 
     Ok(Config {
         mode: raw.mode,
+        client_spans,
         service_name,
         resource_attributes,
         sampler: raw.sampler,

@@ -111,9 +111,9 @@ fn error_messages() {
     for (json, want, reason) in [
         ("", "invalid gateway-tracing configuration: configuration: is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required", "empty"),
         ("{}", "invalid gateway-tracing configuration: configuration: missing field `exporter` at line 1 column 2", "no exporter"),
-        (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `service_name`, `resource_attributes`, `sampler`, `sampler_ratio`, `sampler_keep_errors`, `semconv`, `request_headers`, `response_headers`, `redact_headers`, `access_log_ids`, `call_metrics`, `routes`, `clusters`, `exporter` at line 1 column 39", "unknown top-level field"),
+        (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `client_spans`, `service_name`, `resource_attributes`, `sampler`, `sampler_ratio`, `sampler_keep_errors`, `semconv`, `request_headers`, `response_headers`, `redact_headers`, `access_log_ids`, `call_metrics`, `routes`, `clusters`, `exporter` at line 1 column 39", "unknown top-level field"),
         (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_queue_bytes`, `max_queue_size`, `retry`, `compression`, `encoding` at line 1 column 39", "unknown exporter field"),
-        (r#"{"mode":"edge","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: mode: unknown variant `edge`, expected one of `gateway`, `sidecar_inbound`, `sidecar_outbound` at line 1 column 14", "bad mode"),
+        (r#"{"mode":"edge","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: mode: unknown variant `edge`, expected one of `gateway`, `sidecar_inbound`, `sidecar_outbound`, `upstream_filter` at line 1 column 14", "bad mode"),
         (r#"{"exporter":{"cluster":"otel","timeout_ms":"5s"}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms: invalid type: string \"5s\", expected u64 at line 1 column 47", "wrong type"),
         (r#"{"exporter":{"cluster":""}}"#, "invalid gateway-tracing configuration: exporter.cluster = \"\": must name the Envoy cluster of the OTLP/HTTP collector", "empty cluster"),
         (r#"{"exporter":{"cluster":"otel","path":"v1/traces"}}"#, "invalid gateway-tracing configuration: exporter.path = \"v1/traces\": must start with '/'", "relative path"),
@@ -175,4 +175,80 @@ fn expansion_rows() {
     ] {
         assert_eq!(expand(input, &env).unwrap(), want, "{reason}");
     }
+}
+
+/// `mode` × `client_spans`: which placements combine, and the refusals naming field and value.
+#[test]
+fn placement_rows() {
+    struct Row {
+        json: &'static str,
+        want: Result<(Mode, ClientSpans), &'static str>,
+        reason: &'static str,
+    }
+    let rows = [
+        Row {
+            json: r#"{"exporter":{"cluster":"otel"}}"#,
+            want: Ok((Mode::Gateway, ClientSpans::PerCall)),
+            reason: "default: the gateway makes its CLIENT spans, one per call",
+        },
+        Row {
+            json: r#"{"client_spans":"upstream_filter","exporter":{"cluster":"otel"}}"#,
+            want: Ok((Mode::Gateway, ClientSpans::UpstreamFilter)),
+            reason: "gateway leaves CLIENT spans to the upstream filter",
+        },
+        Row {
+            json: r#"{"mode":"gateway","client_spans":"per_call","exporter":{"cluster":"otel"}}"#,
+            want: Ok((Mode::Gateway, ClientSpans::PerCall)),
+            reason: "the default, spelled out",
+        },
+        Row {
+            json: r#"{"mode":"upstream_filter","exporter":{"cluster":"otel"}}"#,
+            want: Ok((Mode::UpstreamFilter, ClientSpans::PerCall)),
+            reason: "the upstream placement",
+        },
+        Row {
+            json: r#"{"mode":"upstream_filter","client_spans":"upstream_filter","exporter":{"cluster":"otel"}}"#,
+            want: Err("invalid gateway-tracing configuration: client_spans = \"upstream_filter\": only for mode \"gateway\" (mode \"upstream_filter\" makes one CLIENT span per attempt itself)"),
+            reason: "the upstream filter cannot delegate to itself",
+        },
+        Row {
+            json: r#"{"mode":"sidecar_inbound","client_spans":"per_call","exporter":{"cluster":"otel"}}"#,
+            want: Err("invalid gateway-tracing configuration: client_spans = \"per_call\": only for mode \"gateway\" (mode is \"sidecar_inbound\")"),
+            reason: "an inbound sidecar makes no CLIENT span",
+        },
+        Row {
+            json: r#"{"mode":"sidecar_outbound","client_spans":"upstream_filter","exporter":{"cluster":"otel"}}"#,
+            want: Err("invalid gateway-tracing configuration: client_spans = \"upstream_filter\": only for mode \"gateway\" (mode is \"sidecar_outbound\")"),
+            reason: "an outbound sidecar would then make no span at all",
+        },
+        Row {
+            json: r#"{"client_spans":"per_attempt","exporter":{"cluster":"otel"}}"#,
+            want: Err("invalid gateway-tracing configuration: client_spans: unknown variant `per_attempt`, expected `per_call` or `upstream_filter` at line 1 column 29"),
+            reason: "unknown value names the accepted ones",
+        },
+        Row {
+            json: r#"{"mode":"upstream_filter","clusters":{"h2":{"protocol_version":"HTTP/2"}},"exporter":{"cluster":"otel"}}"#,
+            want: Err("invalid gateway-tracing configuration: clusters.h2.protocol_version = \"HTTP/2\": must be one of 1.0, 1.1, 2, 3 (2 for h2 and h2c)"),
+            reason: "protocol version in semconv's spelling",
+        },
+        Row {
+            json: r#"{"mode":"upstream_filter","clusters":{"h2":{"protocol_version":"2"}},"exporter":{"cluster":"otel"}}"#,
+            want: Ok((Mode::UpstreamFilter, ClientSpans::PerCall)),
+            reason: "an h2c cluster",
+        },
+    ];
+    let mut failures = Vec::new();
+    for row in rows {
+        let got = parse_str(row.json)
+            .map(|c| (c.mode, c.client_spans))
+            .map_err(|e| e.to_string());
+        let want = row.want.map_err(str::to_string);
+        if got != want {
+            failures.push(format!(
+                "{}:\n  got:  {got:?}\n  want: {want:?}",
+                row.reason
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

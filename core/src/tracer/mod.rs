@@ -6,10 +6,15 @@
 //!
 //! Which spans exist depends on [`Mode`]: a gateway emits a SERVER span and a CLIENT child per
 //! upstream call; an inbound sidecar only the SERVER span; an outbound sidecar only the CLIENT.
+//! In the upstream-filter placement ([`attempt`]) each attempt is a request of its own: one
+//! CLIENT span per attempt, [`start_attempt`] at its request headers, [`attempt_completion`]
+//! when Envoy destroys it.
 //!
 //! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
-//! (pure span building), [`calls`] (per-target call metrics).
+//! (pure span building), [`calls`] (per-target call metrics), [`attempt`] (the
+//! upstream-filter placement).
 
+mod attempt;
 pub mod calls;
 mod completion;
 mod spans;
@@ -17,6 +22,7 @@ mod start;
 #[cfg(test)]
 mod tests;
 
+pub use attempt::{attempt_completion, start_attempt, Attempt, AttemptBook};
 pub use completion::Completion;
 pub use spans::finish;
 pub use start::{start, ActiveRequest, ClientCall};

@@ -305,6 +305,7 @@ fn client_span(
             None => a.bool(sc::DURABLE_OBJECT_ID_MISSING, true),
         }
     }
+    super::attempt::write_attrs(call, &mut a);
     if responded {
         status_attrs(config, done.status, &mut a);
     }

@@ -4,7 +4,7 @@
 //! request headers and `xds.cluster_name`; everything later waits for [`super::completion`].
 
 use crate::config::ClusterTarget;
-use crate::config::{Config, DurableObjectId, Mode, REDACTED};
+use crate::config::{ClientSpans, Config, DurableObjectId, Mode, REDACTED};
 use crate::host::{header, property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
@@ -53,6 +53,9 @@ pub struct ClientCall {
     pub cluster: String,
     pub target: Rc<ClusterTarget>,
     pub durable_object_id: Option<String>,
+    /// Upstream-filter placement: which attempt of the request this is (1 = the first; see
+    /// [`super::attempt`]). `None` in the other placements (the span covers every attempt).
+    pub attempt: Option<super::attempt::Attempt>,
 }
 
 #[derive(Debug, Clone)]
@@ -117,7 +120,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let start_ns = host.now_nanos();
 
     let raw_method = header(&headers, ":method").unwrap_or("GET");
-    let full_path = header(&headers, ":path").unwrap_or("/");
+    let full_path = super::attempt::downstream_path(config.mode, &headers);
     let path = strip_query(full_path).to_string();
     let (route, params) = match config.routes.find_index(&path) {
         Some((i, p)) => (Some(i), p),
@@ -133,9 +136,11 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         stats.add(Counter::RequestsNotSampled, 1);
     }
 
-    let server_span_id = (config.mode != Mode::SidecarOutbound).then_some(ids.server_span_id);
+    let server_span_id = config.mode.has_server_span().then_some(ids.server_span_id);
     let cluster = match config.mode {
         Mode::SidecarInbound => None,
+        // The upstream-filter placement makes the CLIENT spans, one per attempt.
+        Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => None,
         _ => property_string(host.property(&["xds", "cluster_name"])),
     };
     let client = cluster.map(|cluster| {
@@ -151,6 +156,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             cluster,
             target,
             durable_object_id,
+            attempt: super::attempt::at_start(config.mode, &headers),
         }
     });
 
@@ -202,6 +208,9 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let propagate = match (&req.client, config.mode) {
         (Some(c), _) => Some((c.span_id, c.target.service_label())),
         (None, Mode::SidecarInbound) => req.server_span_id.map(|s| (s, "local service")),
+        (None, Mode::Gateway) if config.client_spans == ClientSpans::UpstreamFilter => {
+            req.server_span_id.map(|s| (s, "the upstream filter"))
+        }
         _ => None,
     };
     if let Some((span_id, to)) = propagate {

@@ -4,7 +4,9 @@
 //! gets ([`StubRequest`], all headers kept, duplicates included) and answers
 //! `{"stub":"<name>","path":"<path>"}` as JSON. Request headers steer the
 //! answer: `x-stub-status: 503` sets the status (default 200) and
-//! `x-stub-delay-ms: 50` delays the reply.
+//! `x-stub-delay-ms: 50` delays the reply. [`Stub::fail_next`] makes the next N requests
+//! answer a given status whatever their headers (a failing-then-succeeding upstream);
+//! [`Stub::delay_next`] delays the next N (a slow first attempt that a hedge overtakes).
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +47,9 @@ impl StubRequest {
 }
 
 type Log = Arc<Mutex<Vec<StubRequest>>>;
+/// Requests still to fail, and with which status; requests still to delay, and by how much.
+type Failing = Arc<Mutex<(usize, u16)>>;
+type Delaying = Arc<Mutex<(usize, u64)>>;
 
 fn lock(log: &Log) -> MutexGuard<'_, Vec<StubRequest>> {
     log.lock().unwrap_or_else(|e| e.into_inner())
@@ -54,6 +59,8 @@ fn lock(log: &Log) -> MutexGuard<'_, Vec<StubRequest>> {
 pub struct Stub {
     name: String,
     log: Log,
+    failing: Failing,
+    delaying: Delaying,
     server: ServerHandle,
 }
 
@@ -72,17 +79,47 @@ impl Stub {
         let log: Log = Arc::new(Mutex::new(Vec::new()));
         let shared_name: Arc<Mutex<String>> =
             Arc::new(Mutex::new(name.clone().unwrap_or_default()));
+        let failing: Failing = Arc::new(Mutex::new((0, 503)));
         let handler_log = Arc::clone(&log);
         let handler_name = Arc::clone(&shared_name);
+        let handler_failing = Arc::clone(&failing);
+        let delaying: Delaying = Arc::new(Mutex::new((0, 0)));
+        let handler_delaying = Arc::clone(&delaying);
         let server = ServerHandle::spawn(addr, 8, "stub", move |req| {
             let name = handler_name.lock().map(|n| n.clone()).unwrap_or_default();
-            handle(&handler_log, &name, req)
+            handle(
+                &handler_log,
+                &handler_failing,
+                &handler_delaying,
+                &name,
+                req,
+            )
         })?;
         let name = name.unwrap_or_else(|| server.addr().to_string());
         if let Ok(mut n) = shared_name.lock() {
             n.clone_from(&name);
         }
-        Ok(Stub { name, log, server })
+        Ok(Stub {
+            name,
+            log,
+            failing,
+            delaying,
+            server,
+        })
+    }
+
+    /// The next `n` requests are answered after `ms` milliseconds, whatever their headers.
+    pub fn delay_next(&self, n: usize, ms: u64) {
+        if let Ok(mut d) = self.delaying.lock() {
+            *d = (n, ms);
+        }
+    }
+
+    /// The next `n` requests are answered with `status`, whatever their headers.
+    pub fn fail_next(&self, n: usize, status: u16) {
+        if let Ok(mut f) = self.failing.lock() {
+            *f = (n, status);
+        }
     }
 
     /// The bound address.
@@ -131,7 +168,7 @@ impl Stub {
     }
 }
 
-fn handle(log: &Log, name: &str, mut req: Request) {
+fn handle(log: &Log, failing: &Failing, delaying: &Delaying, name: &str, mut req: Request) {
     let headers = http::headers_of(&req);
     let body = http::read_body(&mut req).unwrap_or_default();
     let record = StubRequest {
@@ -145,9 +182,23 @@ fn handle(log: &Log, name: &str, mut req: Request) {
         .and_then(|v| v.trim().parse::<u16>().ok())
         .filter(|s| (100..=999).contains(s))
         .unwrap_or(200);
+    let status = match failing.lock() {
+        Ok(mut f) if f.0 > 0 => {
+            f.0 -= 1;
+            f.1
+        }
+        _ => status,
+    };
     let delay = record
         .header("x-stub-delay-ms")
         .and_then(|v| v.trim().parse::<u64>().ok());
+    let delay = match delaying.lock() {
+        Ok(mut d) if d.0 > 0 => {
+            d.0 -= 1;
+            Some(d.1)
+        }
+        _ => delay,
+    };
     let path = record.path.clone();
     lock(log).push(record);
     if let Some(ms) = delay {

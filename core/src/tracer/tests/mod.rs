@@ -1,9 +1,10 @@
 //! The tracer's tests, by topic: [`naming`] (span names and attributes), [`status`] (status,
 //! `error.type` and events), [`sampling`], [`propagation`] (parents, traceparent/tracestate in
 //! and out, span linkage), [`modes`] (gateway and sidecars), [`completion`] (log-phase reads
-//! and span timing). Shared fixtures live here.
+//! and span timing), [`attempts`] (per-attempt CLIENT spans of the upstream-filter placement). Shared fixtures live here.
 #![allow(dead_code)]
 
+mod attempts;
 mod attributes;
 mod calls;
 mod completion;
