@@ -83,6 +83,20 @@ impl Host for ProxyHost {
         }
         Ok(())
     }
+
+    fn add_response_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        replace: bool,
+    ) -> Result<(), HostError> {
+        if replace {
+            hostcalls::remove_map_value(MapType::HttpResponseHeaders, name)
+                .map_err(|s| err("remove response header", s))?;
+        }
+        hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+            .map_err(|s| err("add response header", s))
+    }
 }
 
 /// Export through `dispatch_http_call`, from whichever context is active (the root context

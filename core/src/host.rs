@@ -18,6 +18,14 @@ pub trait Host {
     fn request_headers(&self) -> Result<Vec<(String, Vec<u8>)>, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
+    /// Adds a response header (response-headers phase only); with `replace`, every existing
+    /// value of it is removed first.
+    fn add_response_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        replace: bool,
+    ) -> Result<(), HostError>;
 }
 
 /// Sending an export request (`dispatch_http_call`) and steering the flush timer.

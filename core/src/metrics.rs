@@ -43,6 +43,8 @@ counters! {
     ExportRequestsFailed => "export_requests_failed", "Export requests that failed.";
     TraceparentInvalid => "traceparent_invalid", "Incoming traceparent headers that were invalid (trace restarted).";
     TracestateInvalid => "tracestate_invalid", "Incoming tracestate headers that were invalid (dropped).";
+    B3Invalid => "b3_invalid", "Incoming B3 headers (b3 or x-b3-*) that were invalid (ignored), when a B3 propagator is configured.";
+    IncomingContextLinked => "incoming_context_linked", "Incoming trace contexts not continued but recorded as a span link (trust: untrusted).";
     InjectFailed => "inject_failed", "Trace context could not be written to the upstream request.";
 }
 

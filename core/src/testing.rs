@@ -24,6 +24,8 @@ pub struct MockHost {
     fail_set: bool,
     /// Every `set_request_header` call, in order: `(name, value)`, `None` for a removal.
     pub set_calls: Vec<(String, Option<String>)>,
+    /// The response headers added (`add_response_header`), replacement applied.
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Default for MockHost {
@@ -41,6 +43,7 @@ impl MockHost {
             random: [0x11; 32],
             fail_set: false,
             set_calls: Vec::new(),
+            response_headers: Vec::new(),
         }
     }
 
@@ -140,6 +143,21 @@ impl Host for MockHost {
         if let Some(v) = value {
             self.headers.push((name.to_string(), v.as_bytes().to_vec()));
         }
+        Ok(())
+    }
+
+    fn add_response_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        replace: bool,
+    ) -> Result<(), HostError> {
+        if replace {
+            self.response_headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        }
+        self.response_headers
+            .push((name.to_string(), value.to_string()));
         Ok(())
     }
 }

@@ -13,6 +13,7 @@
 pub mod clusters;
 pub mod env;
 pub mod exporter;
+pub mod propagation;
 pub mod routes;
 #[cfg(test)]
 mod tests;
@@ -69,6 +70,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub clusters: BTreeMap<String, RawCluster>,
     pub exporter: RawExporter,
+    /// Trace context formats, extraction priority order (default `["tracecontext"]`).
+    #[serde(default)]
+    pub propagators: Option<Vec<String>>,
+    #[serde(default)]
+    pub trust: crate::propagation::Trust,
+    #[serde(default)]
+    pub response_trace_header: crate::propagation::ResponseTraceHeader,
 }
 
 fn default_service_name() -> String {
@@ -99,6 +107,8 @@ pub struct Config {
     pub routes: RouteTable,
     pub clusters: BTreeMap<String, ClusterTarget>,
     pub exporter: ExporterConfig,
+    /// `propagators`, `trust`, `response_trace_header`.
+    pub propagation: crate::propagation::Settings,
 }
 
 impl Config {
@@ -222,6 +232,7 @@ pub fn validate(
     let routes = routes::validate(&raw.routes)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
+    let propagation = propagation::validate(raw.propagators, raw.trust, raw.response_trace_header)?;
 
     Ok(Config {
         mode: raw.mode,
@@ -231,6 +242,7 @@ pub fn validate(
         routes,
         clusters,
         exporter,
+        propagation,
     })
 }
 

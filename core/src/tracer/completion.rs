@@ -20,6 +20,8 @@ pub struct Completion {
     /// `:path` and `:authority` of the request as routed (after Envoy's rewrites).
     pub upstream_path: Option<String>,
     pub upstream_authority: Option<String>,
+    /// The upstream connection used TLS (`upstream.tls_version` present).
+    pub upstream_tls: bool,
 }
 
 impl Completion {
@@ -39,6 +41,7 @@ impl Completion {
             upstream_address: property_string(host.property(&["upstream", "address"])),
             upstream_path: header(&headers, ":path").map(str::to_string),
             upstream_authority: header(&headers, ":authority").map(str::to_string),
+            upstream_tls: property_string(host.property(&["upstream", "tls_version"])).is_some(),
         }
     }
 

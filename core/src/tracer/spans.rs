@@ -7,7 +7,7 @@ use super::start::{ActiveRequest, ClientCall};
 use crate::config::Config;
 use crate::ids::SpanId;
 use crate::otlp::{kv_int, kv_str, Event, Span, SpanKind, Status, StatusCode};
-use crate::propagation::FLAG_SAMPLED;
+use crate::propagation::{self, FLAG_SAMPLED};
 use crate::semconv as sc;
 use crate::status;
 use crate::url::{split_host_port, strip_query};
@@ -62,7 +62,7 @@ fn base_span(
         end_time_unix_nano: end_ns.max(req.start_ns),
         // OTLP span flags: bits 0-7 the W3C trace-flags (every finished span is recorded,
         // so sampled); bit 8: the parent's remoteness is known (set by callers, bit 9).
-        flags: 0x100 | u32::from(FLAG_SAMPLED),
+        flags: 0x100 | u32::from(FLAG_SAMPLED | (req.trace_flags & propagation::FLAG_RANDOM)),
         ..Default::default()
     }
 }
@@ -112,6 +112,8 @@ fn server_span(req: &ActiveRequest, done: &Completion, id: SpanId, route: Option
     } else {
         0
     };
+    span.links
+        .extend(req.link.as_ref().map(propagation::trust::otlp_link));
     let a = &mut span.attributes;
     a.push(kv_str(sc::SPAN_KIND, sc::SPAN_KIND_SERVER));
     method_attrs(req, a);
@@ -184,6 +186,10 @@ fn client_span(
     } else {
         0
     };
+    if req.server_span_id.is_none() {
+        span.links
+            .extend(req.link.as_ref().map(propagation::trust::otlp_link));
+    }
     let outcome = status::client_outcome(done.status, responded, done.flags, &done.code_details);
     let a = &mut span.attributes;
     a.push(kv_str(sc::SPAN_KIND, sc::SPAN_KIND_CLIENT));
@@ -191,9 +197,13 @@ fn client_span(
     a.push(kv_str(sc::PEER_SERVICE, call.target.service.clone()));
     a.push(kv_str(sc::ENVOY_CLUSTER, call.cluster.clone()));
     method_attrs(req, a);
-    let authority = done.upstream_authority.as_deref().unwrap_or(&req.authority);
-    let path = done.upstream_path.as_deref().unwrap_or(&req.path);
-    let url = format!("{}://{}{}", req.scheme, authority, strip_query(path));
+    let url = crate::url::client_url(
+        done.upstream_tls,
+        done.upstream_authority.as_deref(),
+        &req.authority,
+        done.upstream_address.as_deref(),
+        done.upstream_path.as_deref().unwrap_or(&req.path),
+    );
     a.push(kv_str(sc::URL_FULL, url.clone()));
     a.push(kv_str(sc::LEGACY_HTTP_URL, url));
     if let Some(t) = template {

@@ -113,6 +113,7 @@ pub(super) fn answered(status: u16) -> Completion {
         upstream_address: Some("10.0.0.7:8080".into()),
         upstream_path: None,
         upstream_authority: None,
+        upstream_tls: false,
     }
 }
 
@@ -126,6 +127,7 @@ pub(super) fn connection_failure() -> Completion {
         upstream_address: None,
         upstream_path: None,
         upstream_authority: None,
+        upstream_tls: false,
     }
 }
 
@@ -139,6 +141,7 @@ pub(super) fn local_reply(status: u16, details: &str) -> Completion {
         upstream_address: None,
         upstream_path: None,
         upstream_authority: None,
+        upstream_tls: false,
     }
 }
 

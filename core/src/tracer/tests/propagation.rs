@@ -65,8 +65,11 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
         client.parent_span_id, server.span_id,
         "CLIENT is a child of SERVER"
     );
-    assert_eq!(server.flags, 0x101, "root: parent known to be not remote");
-    assert_eq!(client.flags, 0x101, "CLIENT's parent is local");
+    assert_eq!(
+        server.flags, 0x103,
+        "root: parent known to be not remote; sampled, random trace id"
+    );
+    assert_eq!(client.flags, 0x103, "CLIENT's parent is local");
     assert_eq!(server.trace_state, "");
 
     assert_eq!(server.name, "POST /api/cart/:cartId/add");
@@ -86,7 +89,8 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
     assert_eq!(attr_str(client, sc::ENVOY_CLUSTER), "cart");
     assert_eq!(
         attr_str(client, sc::URL_FULL),
-        "https://shop.example/api/cart/c-42/add"
+        "http://10.0.0.7:8080/api/cart/c-42/add",
+        "the upstream's scheme and address, not the gateway's https://shop.example"
     );
     assert_eq!(attr_str(client, sc::SERVER_ADDRESS), "10.0.0.7");
 
@@ -97,7 +101,7 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
 
     assert_eq!(
         r.traceparent(),
-        format!("00-{NEW_TRACE}-{CLIENT_ID}-01"),
+        format!("00-{NEW_TRACE}-{CLIENT_ID}-03"),
         "upstream continues the CLIENT span"
     );
     assert!(r.host.header_values("tracestate").is_empty());
@@ -113,7 +117,7 @@ fn two_incoming_traceparents_leave_exactly_one_upstream() {
     let r = run(&config(GATEWAY), host, &answered(200));
     assert_eq!(
         r.host.header_values("traceparent"),
-        vec![format!("00-{NEW_TRACE}-{CLIENT_ID}-01")],
+        vec![format!("00-{NEW_TRACE}-{CLIENT_ID}-03")],
         "duplicates replaced by our one value"
     );
     assert_eq!(r.stats.get(Counter::TraceparentInvalid), 1);
@@ -193,11 +197,11 @@ fn invalid_traceparent_rows() {
         let server = r.server_span();
         assert_eq!(hex(&server.trace_id), NEW_TRACE, "{reason}: new trace");
         assert!(server.parent_span_id.is_empty(), "{reason}: no parent");
-        assert_eq!(server.flags, 0x101, "{reason}: not a remote child");
+        assert_eq!(server.flags, 0x103, "{reason}: not a remote child");
         assert_eq!(server.trace_state, "", "{reason}: tracestate dropped");
         assert_eq!(
             r.traceparent(),
-            format!("00-{NEW_TRACE}-{CLIENT_ID}-01"),
+            format!("00-{NEW_TRACE}-{CLIENT_ID}-03"),
             "{reason}"
         );
         assert!(
@@ -214,7 +218,7 @@ fn invalid_traceparent_rows() {
 fn invalid_tracestate_is_dropped_and_counted_but_parent_kept() {
     let host = request("GET", "/api/products/p-1", Some("products"))
         .header("traceparent", PARENT)
-        .header("tracestate", "a=1,a=2");
+        .header("tracestate", "a=1,A=2");
     let r = run(&config(GATEWAY), host, &answered(200));
     assert_eq!(hex(&r.server_span().trace_id), PARENT_TRACE);
     assert_eq!(r.server_span().trace_state, "");

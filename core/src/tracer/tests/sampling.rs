@@ -10,8 +10,8 @@ fn sampling_rows() {
             "parent_based_always_on",
             None,
             true,
-            "01",
-            "root is recorded",
+            "03",
+            "root is recorded; Level 2 §3.2.2.5.2 our trace id is random",
         ),
         (
             "parent_based_always_on",
@@ -41,7 +41,13 @@ fn sampling_rows() {
             "00",
             "always_off overrides the parent",
         ),
-        ("always_off", None, false, "00", "always_off root"),
+        (
+            "always_off",
+            None,
+            false,
+            "02",
+            "always_off root: not sampled, random trace id",
+        ),
     ] {
         let mut host = request("GET", "/api/products/p-1", Some("products"));
         if let Some(tp) = incoming {
