@@ -45,8 +45,10 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // `response_trace_header`: tell the client its trace (value decided at request start).
-        if let Some((name, value, replace)) =
-            self.active.as_ref().and_then(|r| r.response_header.as_ref())
+        if let Some((name, value, replace)) = self
+            .active
+            .as_ref()
+            .and_then(|r| r.response_header.as_ref())
         {
             use gateway_tracing_core::host::Host;
             if let Err(e) = ProxyHost.add_response_header(name, value, *replace) {
