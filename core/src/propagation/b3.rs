@@ -158,6 +158,36 @@ pub fn extract_single(carrier: &dyn Extractor) -> Result<Option<SpanContext>, B3
     }))
 }
 
+/// A sampling decision sent without ids ("Single Header": `b3: 0`, `1` or `d`; "Multiple
+/// Headers": `x-b3-sampled` / `x-b3-flags` without `x-b3-traceid`/`x-b3-spanid`): the caller
+/// asks that the trace we start be (not) sampled. `None` when there is no such decision, or
+/// when ids are present (then the context carries it) or a header is malformed.
+pub fn sampling_only(carrier: &dyn Extractor, single_form: bool, multi_form: bool) -> Option<bool> {
+    if single_form {
+        if let Ok(Some(v)) = single(carrier, B3) {
+            if let Ok(sampled) = single_sampled(v) {
+                return Some(sampled);
+            }
+        }
+    }
+    if multi_form {
+        let ids = single(carrier, X_B3_TRACEID).ok()?.is_some()
+            || single(carrier, X_B3_SPANID).ok()?.is_some();
+        if ids {
+            return None;
+        }
+        if let Some(b"1") = single(carrier, X_B3_FLAGS).ok()? {
+            return Some(true);
+        }
+        return match single(carrier, X_B3_SAMPLED).ok()? {
+            Some(b"1" | b"true") => Some(true),
+            Some(b"0" | b"false") => Some(false),
+            _ => None,
+        };
+    }
+    None
+}
+
 /// Extracts from `x-b3-*` ("Multiple Headers"). `X-B3-Sampled` is `1`/`0` (and, as the
 /// README's "Sampling State" asks receivers to accept, `true`/`false`); `X-B3-Flags: 1`
 /// ("Debug Flag") means sampled. `Ok(None)` when neither id header is present.
@@ -470,6 +500,61 @@ mod tests {
         ] {
             let h = Headers::new(&row.headers);
             assert_eq!(got(extract_multi(&h)), want(row.want), "{}", row.reason);
+        }
+    }
+
+    struct SamplingRow {
+        headers: Vec<(&'static str, &'static str)>,
+        want: Option<bool>,
+        reason: &'static str,
+    }
+
+    #[test]
+    fn b3_sampling_only_rows() {
+        for row in [
+            SamplingRow {
+                headers: vec![(B3, "0")],
+                want: Some(false),
+                reason: "Single Header: b3: 0 is deny without ids",
+            },
+            SamplingRow {
+                headers: vec![(B3, "1")],
+                want: Some(true),
+                reason: "Single Header: b3: 1 is accept",
+            },
+            SamplingRow {
+                headers: vec![(B3, "d")],
+                want: Some(true),
+                reason: "Debug Flag: b3: d",
+            },
+            SamplingRow {
+                headers: vec![(X_B3_SAMPLED, "0")],
+                want: Some(false),
+                reason: "Multiple Headers: X-B3-Sampled alone",
+            },
+            SamplingRow {
+                headers: vec![(X_B3_FLAGS, "1")],
+                want: Some(true),
+                reason: "Debug Flag: X-B3-Flags alone",
+            },
+            SamplingRow {
+                headers: vec![(X_B3_SAMPLED, "0"), (X_B3_TRACEID, TRACE)],
+                want: None,
+                reason: "Multiple Headers: ids present, not sampling-only",
+            },
+            SamplingRow {
+                headers: vec![(B3, "x")],
+                want: None,
+                reason: "Single Header: malformed",
+            },
+            SamplingRow {
+                headers: vec![],
+                want: None,
+                reason: "nothing",
+            },
+        ] {
+            let h = Headers::new(&row.headers);
+            assert_eq!(sampling_only(&h, true, true), row.want, "{}", row.reason);
         }
     }
 }

@@ -75,21 +75,47 @@ pub struct Incoming {
     pub parent: Option<SpanContext>,
     /// At an untrusted edge, the valid incoming context, to record as a span link.
     pub link: Option<SpanContext>,
+    /// Trusted, no context found: a B3 sampling decision sent without ids (`b3: 0`).
+    pub sampling_hint: Option<bool>,
     pub problems: Vec<Problem>,
+}
+
+impl Incoming {
+    /// The caller's sampling decision for a parent-based sampler: the parent's sampled flag,
+    /// else a B3 sampling-only header; `None` when the caller decided nothing.
+    pub fn caller_sampled(&self) -> Option<bool> {
+        self.parent
+            .as_ref()
+            .map(SpanContext::is_sampled)
+            .or(self.sampling_hint)
+    }
 }
 
 /// Extracts with `propagators` and applies `trust`.
 pub fn incoming(propagators: &[Propagator], trust: Trust, carrier: &dyn Extractor) -> Incoming {
     let (found, problems) = extract(propagators, carrier);
     match trust {
-        Trust::Trusted => Incoming {
-            parent: found,
-            link: None,
-            problems,
-        },
+        Trust::Trusted => {
+            // B3 "Sampling State" without ids: only when no context was found.
+            let sampling_hint = found.is_none().then(|| {
+                super::b3::sampling_only(
+                    carrier,
+                    propagators.contains(&Propagator::B3),
+                    propagators.contains(&Propagator::B3Multi),
+                )
+            });
+            Incoming {
+                parent: found,
+                link: None,
+                sampling_hint: sampling_hint.flatten(),
+                problems,
+            }
+        }
+        // At an untrusted edge the caller decides nothing about sampling.
         Trust::Untrusted => Incoming {
             parent: None,
             link: found,
+            sampling_hint: None,
             problems,
         },
     }

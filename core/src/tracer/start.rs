@@ -116,7 +116,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let recorded = match config.sampler {
         Sampler::AlwaysOn => true,
         Sampler::AlwaysOff => false,
-        Sampler::ParentBasedAlwaysOn => parent.is_none_or(SpanContext::is_sampled),
+        Sampler::ParentBasedAlwaysOn => incoming.caller_sampled().unwrap_or(true),
     };
     if !recorded {
         stats.add(Counter::RequestsNotSampled, 1);

@@ -540,3 +540,54 @@ fn response_trace_header_rows() {
         assert_eq!(got, row.want, "{}", row.reason);
     }
 }
+
+#[test]
+fn b3_sampling_only_deny_is_honoured_when_b3_is_trusted() {
+    struct Row {
+        extra: &'static str,
+        recorded: bool,
+        reason: &'static str,
+    }
+    for row in [
+        Row {
+            extra: r#""propagators": ["tracecontext", "b3"]"#,
+            recorded: false,
+            reason: "B3 Sampling State: b3: 0 asks for no sampling",
+        },
+        Row {
+            extra: r#""propagators": ["tracecontext"]"#,
+            recorded: true,
+            reason: "default: B3 not read",
+        },
+        Row {
+            extra: r#""propagators": ["tracecontext", "b3"], "trust": "untrusted""#,
+            recorded: true,
+            reason: "untrusted edge: the caller decides nothing",
+        },
+    ] {
+        let host = request("GET", "/api/products/p-1", Some("products")).header("b3", "0");
+        let r = run(&with(row.extra), host, &answered(200));
+        assert_eq!(r.req.recorded, row.recorded, "{}", row.reason);
+        assert_eq!(
+            hex(&r.server().map(|s| s.trace_id.clone()).unwrap_or_default()).is_empty(),
+            !row.recorded,
+            "{}",
+            row.reason
+        );
+    }
+    let host = request("GET", "/api/products/p-1", Some("products")).header("b3", "0");
+    let r = run(
+        &with(r#""propagators": ["tracecontext", "b3"]"#),
+        host,
+        &answered(200),
+    );
+    assert_eq!(
+        r.traceparent(),
+        format!("00-{NEW_TRACE}-{CLIENT_ID}-02"),
+        "the deny goes on"
+    );
+    assert_eq!(
+        r.host.single_header("b3"),
+        format!("{NEW_TRACE}-{CLIENT_ID}-0")
+    );
+}
