@@ -296,6 +296,11 @@ fn w3c_level2_b3_baggage_and_response_header_through_envoy() {
             .retain(|s| hex(&s.trace_id) != b3_trace);
     }
 
+    // --- B3 sampling state without ids: b3: 0 is a deny that goes on ---------------------------
+    let (_, req, t) = call(&products, &[("b3", b"0")]);
+    assert_eq!(t[2], "02", "not sampled, our random trace id");
+    assert_eq!(req.header_values("b3"), [format!("{}-{}-0", t[0], t[1])]);
+
     // --- baggage passes through untouched ------------------------------------------------------
     let (_, req, _) = call(
         &products,
