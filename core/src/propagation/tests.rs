@@ -393,6 +393,8 @@ mod properties {
                 ("x-b3-spanid".into(), b.clone()), ("x-b3-sampled".into(), b.clone()),
             ]);
             let _ = extract(&Propagator::ALL, &h);
+            let _ = incoming(&Propagator::ALL, Trust::Trusted, &h);
+            let _ = b3::sampling_only(&h, true, true);
         }
 
         #[test]
