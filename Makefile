@@ -17,7 +17,7 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench microbench
+.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench microbench fuzz
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
@@ -26,6 +26,7 @@ help:
 	@echo "make build          build $(WASM) (release) and print its size"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
+	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers (FUZZ_SECONDS each, default 60)"
 
 ## Tools ---------------------------------------------------------------------------------------
 
@@ -131,6 +132,21 @@ lint:
 	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
 	cargo clippy -p gateway-tracing-core --benches --features testing -- -D warnings \
 	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
+
+# Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer): traceparent, tracestate,
+# B3 and the plugin config, FUZZ_SECONDS each (default 60), one after another. Not part of
+# `make test`. Needs cargo-fuzz (installed here if missing) and a nightly toolchain (rustup's
+# nightly if there is one, else the installed rustc with RUSTC_BOOTSTRAP=1). Crashes are kept
+# in fuzz/artifacts/<target>/; the run fails on the first one.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= traceparent tracestate b3 config
+fuzz:
+	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	@if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=+nightly; boot=; else tc=; boot=RUSTC_BOOTSTRAP=1; fi; \
+	for t in $(FUZZ_TARGETS); do \
+	  echo ">> fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  (cd fuzz && env $$boot cargo $$tc fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1); \
+	done
 
 test: envoy build lint unit e2e
 	@echo ">> make test: all green"

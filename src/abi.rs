@@ -33,6 +33,13 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_property(
         path: *const u8,
         path_size: usize,
@@ -108,6 +115,24 @@ pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), Host
     match status {
         OK => Ok(()),
         s => Err(error("replace_header_map_value", s)),
+    }
+}
+
+/// Adds one value of a header (keeping any others).
+pub fn add_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
+    // SAFETY: pointers and lengths of live slices.
+    let status = unsafe {
+        proxy_add_header_map_value(
+            map_type,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    };
+    match status {
+        OK => Ok(()),
+        s => Err(error("add_header_map_value", s)),
     }
 }
 

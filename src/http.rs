@@ -104,6 +104,17 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // `response_trace_header`: tell the client its trace (value decided at request start).
+        if let Some((name, value, replace)) = self
+            .active
+            .as_ref()
+            .and_then(|r| r.response_header.as_ref())
+        {
+            use gateway_tracing_core::host::Host;
+            if let Err(e) = ProxyHost.add_response_header(name, value, *replace) {
+                log::debug!("could not add the {name} response header: {e}");
+            }
+        }
         if self.upstream_placement() && self.active.is_some() {
             self.attempt_status = abi::header_map(abi::RESPONSE_HEADERS)
                 .ok()

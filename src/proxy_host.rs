@@ -105,6 +105,18 @@ impl Host for ProxyHost {
             None => abi::remove_header(abi::REQUEST_HEADERS, name),
         }
     }
+
+    fn add_response_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        replace: bool,
+    ) -> Result<(), HostError> {
+        if replace {
+            abi::remove_header(abi::RESPONSE_HEADERS, name)?;
+        }
+        abi::add_header(abi::RESPONSE_HEADERS, name, value)
+    }
 }
 
 /// Export through `dispatch_http_call`, from whichever context is active (the root context

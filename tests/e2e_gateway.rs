@@ -232,8 +232,9 @@ fn gateway_traces_every_request_in_real_envoy() {
     for (key, want) in [
         ("service.name", "PRODUCTS_SERVICE"),
         ("http.route", "/api/products"),
-        ("url.full", "http://shop.local/products"),
-        ("http.url", "http://shop.local/products"),
+        // The upstream's scheme and address, not the gateway's own Host (shop.local).
+        ("url.full", "http://127.0.0.1:18082/products"),
+        ("http.url", "http://127.0.0.1:18082/products"),
         ("server.address", "127.0.0.1"),
     ] {
         assert_eq!(s(client, key), want, "CLIENT {key}");

@@ -100,7 +100,8 @@ fn shop_flow_produces_the_seed_hierarchy_across_gateway_and_sidecar() {
     // Durable Object attributes on the gateway's CLIENT span.
     assert_eq!(attr(do_call, "durable_object.name"), "CartDurableObject");
     assert_eq!(attr(do_call, "durable_object.id"), "c-42");
-    assert_eq!(attr(do_call, "url.full"), "http://shop.local/cart/add");
+    // url.full names the upstream that was called (the cart sidecar), not the gateway's Host.
+    assert_eq!(attr(do_call, "url.full"), "http://127.0.0.1:10001/cart/add");
     assert_eq!(attr(do_call, "span.kind"), "client");
     assert_eq!(attr(gw_root, "http.route"), "/api/cart/:cartId/add");
 
@@ -110,7 +111,8 @@ fn shop_flow_produces_the_seed_hierarchy_across_gateway_and_sidecar() {
     assert_eq!(attr(products, "service.name"), "PRODUCTS_SERVICE");
     assert_eq!(
         attr(products, "url.full"),
-        "http://127.0.0.1:10002/products/p-2"
+        "http://127.0.0.1:18082/products/p-2",
+        "the products service, not the sidecar's own listener the app called"
     );
     assert_eq!(
         products

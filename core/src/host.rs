@@ -22,6 +22,14 @@ pub trait Host {
     fn response_headers(&self) -> Result<HeaderMap, HostError>;
     /// Sets a filter-state value for this stream (Envoy stores it as `wasm.<key>`).
     fn set_filter_state(&mut self, key: &str, value: &[u8]) -> Result<(), HostError>;
+    /// Adds a response header (response-headers phase only); with `replace`, every existing
+    /// value of it is removed first.
+    fn add_response_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        replace: bool,
+    ) -> Result<(), HostError>;
 }
 
 /// Sending an export request (`dispatch_http_call`) and steering the flush timer.

@@ -50,6 +50,8 @@ counters! {
     ExportRetries => "export_retries", "Export requests that were retries of a failed batch.";
     TraceparentInvalid => "traceparent_invalid", "Incoming traceparent headers that were invalid (trace restarted).";
     TracestateInvalid => "tracestate_invalid", "Incoming tracestate headers that were invalid (dropped).";
+    B3Invalid => "b3_invalid", "Incoming B3 headers (b3 or x-b3-*) that were invalid (ignored), when a B3 propagator is configured.";
+    IncomingContextLinked => "incoming_context_linked", "Incoming trace contexts not continued but recorded as a span link (trust: untrusted).";
     InjectFailed => "inject_failed", "Trace context could not be written to the upstream request.";
     RequestsKeptForError => "requests_kept_for_error", "Requests not sampled but recorded because they failed (sampler_keep_errors).";
     DurableObjectIdMissing => "durable_object_id_missing", "Calls to a Durable Object cluster whose id (route param or header) was missing.";

@@ -9,7 +9,6 @@
 //! uses the same ratio (this filter at the gateway and in each sidecar) agrees.
 
 use crate::ids::TraceId;
-use crate::propagation::SpanContext;
 use serde::Deserialize;
 
 /// The configured sampler.
@@ -84,11 +83,12 @@ impl Sampler {
         )
     }
 
-    /// The head decision for a request with `parent` (the valid incoming context, if any) and
-    /// `trace_id` (the parent's, or the new one). `ratio` is the route's or the global ratio.
+    /// The head decision for a request whose caller decided `caller_sampled` (the trusted
+    /// parent's sampled flag, or a B3 sampling-only header; `None`: no decision, a new trace)
+    /// and `trace_id` (the parent's, or the new one). `ratio` is the route's or the global one.
     pub fn should_sample(
         self,
-        parent: Option<&SpanContext>,
+        caller_sampled: Option<bool>,
         trace_id: &TraceId,
         ratio: Ratio,
     ) -> bool {
@@ -99,10 +99,10 @@ impl Sampler {
         };
         match self {
             Sampler::AlwaysOn | Sampler::AlwaysOff | Sampler::TraceIdRatio => root(self),
-            Sampler::ParentBasedAlwaysOn => parent.is_none_or(SpanContext::is_sampled),
-            Sampler::ParentBasedAlwaysOff => parent.is_some_and(SpanContext::is_sampled),
+            Sampler::ParentBasedAlwaysOn => caller_sampled.unwrap_or(true),
+            Sampler::ParentBasedAlwaysOff => caller_sampled.unwrap_or(false),
             Sampler::ParentBasedTraceIdRatio => {
-                parent.map_or_else(|| ratio.samples(trace_id), SpanContext::is_sampled)
+                caller_sampled.unwrap_or_else(|| ratio.samples(trace_id))
             }
         }
     }
@@ -111,23 +111,12 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::SpanId;
-    use crate::propagation::FLAG_SAMPLED;
 
     fn trace_id_with_low56(r: u64) -> TraceId {
         let mut t = [0xffu8; 16];
         t[8] = 0xab; // byte 8 is not part of the randomness
         t[9..16].copy_from_slice(&r.to_be_bytes()[1..8]);
         TraceId(t)
-    }
-
-    fn parent(sampled: bool) -> SpanContext {
-        SpanContext {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([2; 8]),
-            flags: if sampled { FLAG_SAMPLED } else { 0 },
-            trace_state: None,
-        }
     }
 
     #[test]
@@ -209,15 +198,12 @@ mod tests {
             Row { sampler: ParentBasedTraceIdRatio, parent: Some(false), ratio_says: true, sampled: false, reason: "follows an unsampled parent" },
         ];
         for r in rows {
-            let p = r.parent.map(parent);
             let ratio = if r.ratio_says {
                 Ratio::ALWAYS
             } else {
                 Ratio::new(0.0).unwrap()
             };
-            let got = r
-                .sampler
-                .should_sample(p.as_ref(), &TraceId([7; 16]), ratio);
+            let got = r.sampler.should_sample(r.parent, &TraceId([7; 16]), ratio);
             assert_eq!(got, r.sampled, "{:?}: {}", r.sampler, r.reason);
         }
     }

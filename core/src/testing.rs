@@ -30,6 +30,8 @@ pub struct MockHost {
     response_headers: Vec<(String, Vec<u8>)>,
     /// Filter state set by the tracer: `(key, value)`.
     pub filter_state: Vec<(String, String)>,
+    /// The response headers added (`add_response_header`), replacement applied.
+    pub added_response_headers: Vec<(String, String)>,
 }
 
 impl Default for MockHost {
@@ -50,6 +52,7 @@ impl MockHost {
             set_calls: Vec::new(),
             response_headers: Vec::new(),
             filter_state: Vec::new(),
+            added_response_headers: Vec::new(),
         }
     }
 
@@ -177,6 +180,21 @@ impl Host for MockHost {
         if let Some(v) = value {
             self.headers.push((name.to_string(), v.as_bytes().to_vec()));
         }
+        Ok(())
+    }
+
+    fn add_response_header(
+        &mut self,
+        name: &str,
+        value: &str,
+        replace: bool,
+    ) -> Result<(), HostError> {
+        if replace {
+            self.added_response_headers
+                .retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        }
+        self.added_response_headers
+            .push((name.to_string(), value.to_string()));
         Ok(())
     }
 }

@@ -20,9 +20,58 @@ pub fn split_host_port(s: &str) -> (&str, Option<i64>) {
     }
 }
 
+/// `url.full` of a CLIENT span, built from the upstream side only (never from the
+/// downstream `Host` or `x-forwarded-proto`): the upstream connection's scheme (`https` when
+/// Envoy reports an upstream TLS version), the authority the upstream was called at, and the
+/// path as sent, without query. The authority is the `:authority` Envoy sent upstream when a
+/// route rewrote it; an unchanged one names the gateway's own virtual host, so the upstream
+/// host's address (what `server.address` reports) is used; without either, what was sent.
+pub fn client_url(
+    upstream_tls: bool,
+    sent_authority: Option<&str>,
+    downstream_authority: &str,
+    upstream_address: Option<&str>,
+    path: &str,
+) -> String {
+    let scheme = if upstream_tls { "https" } else { "http" };
+    let rewritten = sent_authority.filter(|a| !a.is_empty() && *a != downstream_authority);
+    let authority = rewritten
+        .or(upstream_address)
+        .or(sent_authority)
+        .unwrap_or(downstream_authority);
+    format!("{scheme}://{authority}{}", strip_query(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_url_rows() {
+        struct Row {
+            tls: bool,
+            sent: Option<&'static str>,
+            address: Option<&'static str>,
+            want: &'static str,
+            reason: &'static str,
+        }
+        #[rustfmt::skip]
+        let rows = [
+            Row { tls: false, sent: Some("shop.example"), address: Some("10.0.0.7:8080"), want: "http://10.0.0.7:8080/p", reason: "Host not rewritten: the upstream address, not the gateway's name" },
+            Row { tls: true, sent: Some("shop.example"), address: Some("10.0.0.7:8443"), want: "https://10.0.0.7:8443/p", reason: "upstream TLS gives https, whatever the downstream scheme" },
+            Row { tls: false, sent: Some("products.internal"), address: Some("10.0.0.7:8080"), want: "http://products.internal/p", reason: "a rewritten Host is what the upstream was called at" },
+            Row { tls: false, sent: Some("shop.example"), address: None, want: "http://shop.example/p", reason: "no upstream address: what was sent" },
+            Row { tls: false, sent: None, address: None, want: "http://shop.example/p", reason: "nothing known upstream: the downstream authority" },
+        ];
+        for r in rows {
+            assert_eq!(
+                client_url(r.tls, r.sent, "shop.example", r.address, "/p?token=1"),
+                r.want,
+                "{}",
+                r.reason
+            );
+        }
+    }
 
     #[test]
     fn strip_query_rows() {

@@ -87,6 +87,19 @@ pub fn gateway_config_with(name: &str, edits: &[(&str, &str)]) -> PathBuf {
 pub struct Response {
     pub status: u16,
     pub body: String,
+    /// Response headers, lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// Every value of response header `name`.
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
 }
 
 /// Sends one HTTP/1.1 request with exactly these headers (duplicates and raw bytes allowed).
@@ -126,11 +139,18 @@ pub fn send(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Response { status, body }
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Response {
+        status,
+        body: body.to_string(),
+        headers,
+    }
 }
 
 /// `00-{trace}-{span}-{flags}` split into (trace id, span id).

@@ -14,6 +14,7 @@ pub mod clusters;
 pub mod env;
 pub mod exporter;
 pub mod placement;
+pub mod propagation;
 pub mod routes;
 #[cfg(test)]
 mod tests;
@@ -128,6 +129,13 @@ pub struct RawConfig {
     #[serde(default)]
     pub clusters: BTreeMap<String, RawCluster>,
     pub exporter: RawExporter,
+    /// Trace context formats, extraction priority order (default `["tracecontext"]`).
+    #[serde(default)]
+    pub propagators: Option<Vec<String>>,
+    #[serde(default)]
+    pub trust: crate::propagation::Trust,
+    #[serde(default)]
+    pub response_trace_header: crate::propagation::ResponseTraceHeader,
 }
 
 fn default_service_name() -> String {
@@ -172,6 +180,8 @@ pub struct Config {
     /// Shared with every request's CLIENT call (`Rc`: no copy of the target per request).
     pub clusters: BTreeMap<String, Rc<ClusterTarget>>,
     pub exporter: ExporterConfig,
+    /// `propagators`, `trust`, `response_trace_header`.
+    pub propagation: crate::propagation::Settings,
 }
 
 impl Config {
@@ -321,6 +331,7 @@ pub fn validate(
     let routes = routes::validate(&raw.routes, raw.sampler)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
+    let propagation = propagation::validate(raw.propagators, raw.trust, raw.response_trace_header)?;
 
     Ok(Config {
         mode: raw.mode,
@@ -339,6 +350,7 @@ pub fn validate(
         routes,
         clusters,
         exporter,
+        propagation,
     })
 }
 

@@ -53,6 +53,33 @@ fn defaults_are_the_named_constants() {
 }
 
 #[test]
+fn propagation_defaults_keep_todays_behaviour() {
+    let c = parse_str(MINIMAL).unwrap();
+    assert_eq!(c.propagation, crate::propagation::Settings::default());
+    assert_eq!(
+        c.propagation.propagators,
+        vec![crate::propagation::Propagator::TraceContext]
+    );
+    assert_eq!(c.propagation.trust, crate::propagation::Trust::Trusted);
+    assert_eq!(
+        c.propagation.response_trace_header,
+        crate::propagation::ResponseTraceHeader::Off
+    );
+    let c = parse_str(
+        r#"{"propagators": ["b3multi", "tracecontext", "b3"], "trust": "untrusted",
+            "response_trace_header": "server_timing", "exporter": {"cluster": "otel"}}"#,
+    )
+    .unwrap();
+    use crate::propagation::Propagator::*;
+    assert_eq!(c.propagation.propagators, vec![B3Multi, TraceContext, B3]);
+    assert_eq!(c.propagation.trust, crate::propagation::Trust::Untrusted);
+    assert_eq!(
+        c.propagation.response_trace_header,
+        crate::propagation::ResponseTraceHeader::ServerTiming
+    );
+}
+
+#[test]
 fn full_config() {
     let c = parse_str(
         r#"{
@@ -111,7 +138,7 @@ fn error_messages() {
     for (json, want, reason) in [
         ("", "invalid gateway-tracing configuration: configuration: is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required", "empty"),
         ("{}", "invalid gateway-tracing configuration: configuration: missing field `exporter` at line 1 column 2", "no exporter"),
-        (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `client_spans`, `service_name`, `resource_attributes`, `sampler`, `sampler_ratio`, `sampler_keep_errors`, `semconv`, `request_headers`, `response_headers`, `redact_headers`, `access_log_ids`, `call_metrics`, `routes`, `clusters`, `exporter` at line 1 column 39", "unknown top-level field"),
+        (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `client_spans`, `service_name`, `resource_attributes`, `sampler`, `sampler_ratio`, `sampler_keep_errors`, `semconv`, `request_headers`, `response_headers`, `redact_headers`, `access_log_ids`, `call_metrics`, `routes`, `clusters`, `exporter`, `propagators`, `trust`, `response_trace_header` at line 1 column 39", "unknown top-level field"),
         (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_queue_bytes`, `max_queue_size`, `retry`, `compression`, `encoding` at line 1 column 39", "unknown exporter field"),
         (r#"{"mode":"edge","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: mode: unknown variant `edge`, expected one of `gateway`, `sidecar_inbound`, `sidecar_outbound`, `upstream_filter` at line 1 column 14", "bad mode"),
         (r#"{"exporter":{"cluster":"otel","timeout_ms":"5s"}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms: invalid type: string \"5s\", expected u64 at line 1 column 47", "wrong type"),
@@ -146,6 +173,11 @@ fn error_messages() {
         (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"route_param":"cartId"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.route_param = \"cartId\": no route template has this :param", "DO param not in any route"),
         (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"header":"X-Cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.header = \"X-Cart\": must be a lower-case HTTP header name", "DO header upper case"),
         (r#"{"clusters":{"cart":{"durable_object":{"name":"","id":{"header":"x-cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.name = \"\": must not be empty", "DO without name"),
+        (r#"{"propagators":["tracecontext","jaeger"],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: propagators[1] = \"jaeger\": unknown propagator; expected tracecontext, b3 or b3multi", "unknown propagator"),
+        (r#"{"propagators":["b3","b3"],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: propagators[1] = \"b3\": listed twice", "duplicate propagator"),
+        (r#"{"propagators":[],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: propagators: must not be empty (leave it out for the default [\"tracecontext\"])", "empty propagators"),
+        (r#"{"trust":"partly","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: trust: unknown variant `partly`, expected `trusted` or `untrusted` at line 1 column 17", "unknown trust"),
+        (r#"{"response_trace_header":"traceparent","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: response_trace_header: unknown variant `traceparent`, expected one of `off`, `traceresponse`, `server_timing` at line 1 column 38", "unknown response header"),
         (r#"{"clusters":{"cart":{"durable_object":{"name":"C","id":{"cookie":"x"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id: unknown variant `cookie`, expected `route_param` or `header` at line 1 column 64", "DO id source unknown"),
     ] {
         let got = parse_str(json).map(|_| ()).unwrap_err().to_string();

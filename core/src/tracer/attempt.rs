@@ -174,6 +174,7 @@ pub fn attempt_completion(host: &dyn Host, req: &ActiveRequest, status: Option<u
         client_address: None,
         protocol: None,
         response_headers: Vec::new(),
+        upstream_tls: property_string(host.property(&["upstream", "tls_version"])).is_some(),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Completion {
     pub protocol: Option<String>,
     /// Allow-listed response headers: (index in `config.response_headers`, values).
     pub response_headers: Vec<(usize, Vec<String>)>,
+    /// The upstream connection used TLS (`upstream.tls_version` present).
+    pub upstream_tls: bool,
 }
 
 impl Completion {
@@ -55,6 +57,7 @@ impl Completion {
                 let headers = host.response_headers().unwrap_or_default();
                 capture_headers(config, &config.response_headers, &headers)
             },
+            upstream_tls: property_string(host.property(&["upstream", "tls_version"])).is_some(),
         }
     }
 

@@ -11,15 +11,33 @@ use crate::ids::SpanId;
 use crate::metrics::Counter;
 use crate::otlp::writer::{Attrs, Head, Kind, SpanWriter};
 use crate::otlp::SpanFlags;
-use crate::propagation::FLAG_SAMPLED;
+use crate::propagation::{SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use crate::route::Route;
 use crate::semconv as sc;
 use crate::status::{self, Outcome};
-use crate::url::{split_host_port, strip_query};
+use crate::url::{client_url, split_host_port, strip_query};
 
 /// OTLP span flags of every finished span: bits 0-7 the W3C trace-flags (a finished span was
-/// recorded, so sampled) and bit 8, "whether the parent is remote is known".
-const BASE_FLAGS: u32 = SpanFlags::ContextHasIsRemoteMask as u32 | FLAG_SAMPLED as u32;
+/// recorded, so sampled; the random-trace-id flag as propagated, Level 2 §3.2.2.5.2) and bit 8,
+/// "whether the parent is remote is known".
+fn base_flags(req: &ActiveRequest) -> u32 {
+    SpanFlags::ContextHasIsRemoteMask as u32
+        | u32::from(FLAG_SAMPLED | (req.trace_flags & FLAG_RANDOM))
+}
+
+/// A span link to an incoming context that was not continued (`trust: untrusted`): its ids,
+/// tracestate, sampled and random flags, and "the linked span is remote" (bits 8 and 9).
+fn write_link(w: &mut SpanWriter<'_>, ctx: &SpanContext) {
+    let flags = SpanFlags::ContextHasIsRemoteMask as u32
+        | SpanFlags::ContextIsRemoteMask as u32
+        | u32::from(ctx.flags & (FLAG_SAMPLED | FLAG_RANDOM));
+    w.link(
+        &ctx.trace_id.0,
+        &ctx.span_id.0,
+        ctx.trace_state.as_deref().unwrap_or(""),
+        flags,
+    );
+}
 /// Bit 9: the parent is remote (it came from another process).
 const PARENT_IS_REMOTE: u32 = SpanFlags::ContextIsRemoteMask as u32;
 
@@ -204,9 +222,12 @@ fn server_span(
     if let Some(t) = &outcome.error_type {
         a.str(sc::ERROR_TYPE, t);
     }
+    if let Some(link) = &req.link {
+        write_link(&mut w, link);
+    }
     finish_status(config, &mut w, &outcome, done.status != 0);
     w.finish(
-        BASE_FLAGS
+        base_flags(req)
             | if req.parent_span_id.is_some() {
                 PARENT_IS_REMOTE
             } else {
@@ -273,14 +294,20 @@ fn client_span(
     a.str(sc::SERVICE_PEER_NAME, service);
     a.str(sc::ENVOY_CLUSTER, &call.cluster);
     method_attrs(config, req, &mut a);
-    let authority = done.upstream_authority.as_deref().unwrap_or(&req.authority);
-    let path = strip_query(done.upstream_path.as_deref().unwrap_or(&req.path));
-    let url: [&str; 4] = [&req.scheme, "://", authority, path];
+    // From the upstream side (scheme of the upstream connection, authority as called), not
+    // the downstream Host and X-Forwarded-Proto.
+    let url = client_url(
+        done.upstream_tls,
+        done.upstream_authority.as_deref(),
+        &req.authority,
+        done.upstream_address.as_deref(),
+        done.upstream_path.as_deref().unwrap_or(&req.path),
+    );
     if config.semconv.stable() {
-        a.str_parts(sc::URL_FULL, &url);
+        a.str(sc::URL_FULL, &url);
     }
     if config.semconv.legacy() {
-        a.str_parts(sc::LEGACY_HTTP_URL, &url);
+        a.str(sc::LEGACY_HTTP_URL, &url);
     }
     if let Some(t) = template {
         a.str(sc::URL_TEMPLATE, t.as_str());
@@ -339,9 +366,14 @@ fn client_span(
             }
         });
     }
+    if req.server_span_id.is_none() {
+        if let Some(link) = &req.link {
+            write_link(&mut w, link);
+        }
+    }
     finish_status(config, &mut w, &outcome, responded);
     w.finish(
-        BASE_FLAGS
+        base_flags(req)
             | if req.server_span_id.is_none() && parent.is_some() {
                 PARENT_IS_REMOTE
             } else {

@@ -8,7 +8,7 @@ use crate::config::{ClientSpans, Config, DurableObjectId, Mode, REDACTED};
 use crate::host::{header, property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
-use crate::propagation::{self, Extracted, SpanContext, FLAG_SAMPLED};
+use crate::propagation::{self, SpanContext, Trust};
 use crate::route::Params;
 use crate::semconv as sc;
 use crate::url::strip_query;
@@ -25,6 +25,12 @@ pub struct ActiveRequest {
     pub recorded: bool,
     pub trace_id: TraceId,
     pub trace_state: Option<String>,
+    /// W3C trace-flags of this trace as we send and record them (sampled, random trace id).
+    pub trace_flags: u8,
+    /// `trust: untrusted`: the incoming context, linked from our first span, not continued.
+    pub link: Option<SpanContext>,
+    /// `response_trace_header`: (name, value, replace) for the response headers.
+    pub response_header: Option<(&'static str, String, bool)>,
     pub parent_span_id: Option<SpanId>,
     /// The SERVER span (gateway, inbound sidecar).
     pub server_span_id: Option<SpanId>,
@@ -97,25 +103,21 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         log::debug!("request headers unreadable ({e}); starting a new trace");
         HeaderMap::default()
     });
-    let extracted = propagation::extract(&HeaderList(&headers));
-    match &extracted {
-        Extracted::Invalid(reason) => {
-            stats.add(Counter::TraceparentInvalid, 1);
-            log::debug!(
-                "invalid traceparent ({}); starting a new trace",
-                reason.as_str()
-            );
+    // --- propagation (rules in crate::propagation) ---
+    let settings = &config.propagation;
+    let incoming =
+        propagation::incoming(&settings.propagators, settings.trust, &HeaderList(&headers));
+    for problem in &incoming.problems {
+        if let Some(c) = problem.counter() {
+            stats.add(c, 1);
         }
-        Extracted::Valid {
-            tracestate_invalid: true,
-            ..
-        } => {
-            stats.add(Counter::TracestateInvalid, 1);
-            log::debug!("invalid tracestate dropped");
-        }
-        _ => {}
+        log::debug!("{problem}");
     }
-    let parent = extracted.parent();
+    if incoming.link.is_some() {
+        stats.add(Counter::IncomingContextLinked, 1);
+    }
+    let parent = incoming.parent.as_ref();
+    // --- end propagation ---
     let ids = RequestIds::from_random(host.random_bytes());
     let start_ns = host.now_nanos();
 
@@ -131,7 +133,9 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         .and_then(|i| config.routes.routes.get(i))
         .and_then(|r| r.ratio)
         .unwrap_or(config.ratio);
-    let recorded = config.sampler.should_sample(parent, &trace_id, ratio);
+    let recorded = config
+        .sampler
+        .should_sample(incoming.caller_sampled(), &trace_id, ratio);
     if !recorded {
         stats.add(Counter::RequestsNotSampled, 1);
     }
@@ -160,10 +164,13 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         }
     });
 
-    let req = ActiveRequest {
+    let mut req = ActiveRequest {
         recorded,
         trace_id,
         trace_state: parent.and_then(|p| p.trace_state.clone()),
+        trace_flags: propagation::outgoing_flags(parent, recorded),
+        link: incoming.link.clone(),
+        response_header: None,
         parent_span_id: parent.map(|p| p.span_id),
         server_span_id,
         client,
@@ -172,7 +179,15 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         method: Method::parse(raw_method),
         path,
         route,
-        scheme: header(&headers, ":scheme").unwrap_or("http").to_string(),
+        scheme: propagation::trust::server_scheme(
+            settings.trust,
+            header(&headers, ":scheme"),
+            match settings.trust {
+                Trust::Trusted => None,
+                Trust::Untrusted => property_string(host.property(&["connection", "tls_version"])),
+            }
+            .as_deref(),
+        ),
         authority: header(&headers, ":authority").unwrap_or("").to_string(),
         user_agent: header(&headers, "user-agent").map(str::to_string),
         request_headers: if recorded || config.keep_errors {
@@ -217,11 +232,11 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         let ctx = SpanContext {
             trace_id: req.trace_id,
             span_id,
-            flags: if recorded { FLAG_SAMPLED } else { 0 },
+            flags: req.trace_flags,
             trace_state: req.trace_state.clone(),
         };
         let mut injector = HostInjector { host, failed: None };
-        propagation::inject(&ctx, &mut injector);
+        propagation::inject(&settings.propagators, &ctx, &mut injector);
         if let Some(e) = injector.failed {
             stats.add(Counter::InjectFailed, 1);
             log::warn!("could not write trace context to the upstream request: {e}");
@@ -231,6 +246,19 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             req.trace_id,
             span_id
         );
+    }
+    // The span the client called: SERVER, or CLIENT when there is no SERVER span.
+    if let Some(span_id) = req
+        .server_span_id
+        .or(req.client.as_ref().map(|c| c.span_id))
+    {
+        let ctx = SpanContext {
+            trace_id: req.trace_id,
+            span_id,
+            flags: req.trace_flags,
+            trace_state: None,
+        };
+        req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
     }
     req
 }

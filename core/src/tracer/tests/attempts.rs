@@ -118,7 +118,7 @@ fn retry_gets_its_own_span_under_the_server_span() {
     );
     assert_eq!(
         attr_str(c1, sc::URL_FULL),
-        "http://shop.example/products/p-1"
+        "http://10.0.0.7:8080/products/p-1"
     );
     assert_eq!(attr_str(c1, sc::SERVER_ADDRESS), "10.0.0.7");
     assert_eq!(attr_str(c1, sc::NETWORK_PROTOCOL_NAME), "http");

@@ -63,7 +63,8 @@ fn end_before_start_is_clamped() {
 fn exported_span_flags_carry_the_w3c_sampled_flag() {
     // OTLP `Span.flags`: bits 0-7 are the W3C trace-flags of the span, bits 8-9 its
     // parent's remoteness. Every exported span is recorded, hence sampled: the low byte
-    // must say so, matching the `-01` we propagate.
+    // must say so, matching the flags we propagate (`-01` for these parents; `-03` for a trace
+    // we start, whose id is random, Level 2 §3.2.2.5.2).
     struct Row {
         sampler: &'static str,
         mode: &'static str,
@@ -97,11 +98,15 @@ fn exported_span_flags_carry_the_w3c_sampled_flag() {
         }
         let r = run(&config(&json), host, &answered(200));
         assert!(!r.spans.is_empty(), "{reason}");
-        assert!(r.traceparent().ends_with("-01"), "{reason}");
+        let want: u32 = if incoming.is_some() { 0x01 } else { 0x03 };
+        assert!(
+            r.traceparent().ends_with(&format!("-{want:02x}")),
+            "{reason}"
+        );
         for s in &r.spans {
             assert_eq!(
                 s.flags & 0xff,
-                0x01,
+                want,
                 "{reason}: {} flags {:#x}",
                 s.name,
                 s.flags

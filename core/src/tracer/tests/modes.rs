@@ -19,7 +19,7 @@ fn sidecar_inbound_emits_server_only_and_hands_its_id_to_the_service() {
     );
     assert_eq!(
         r.traceparent(),
-        format!("00-{NEW_TRACE}-{SERVER_ID}-01"),
+        format!("00-{NEW_TRACE}-{SERVER_ID}-03"),
         "no parent"
     );
 }
@@ -54,6 +54,6 @@ fn sidecar_outbound_emits_client_only_as_child_of_the_app() {
         client.parent_span_id.is_empty(),
         "no parent: CLIENT is the root"
     );
-    assert_eq!(client.flags, 0x101);
-    assert_eq!(r.traceparent(), format!("00-{NEW_TRACE}-{CLIENT_ID}-01"));
+    assert_eq!(client.flags, 0x103, "root of our own random trace id");
+    assert_eq!(r.traceparent(), format!("00-{NEW_TRACE}-{CLIENT_ID}-03"));
 }

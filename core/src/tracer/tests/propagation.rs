@@ -1,6 +1,7 @@
 //! Parents in, `traceparent`/`tracestate` out, and how SERVER and CLIENT link.
 
 use super::*;
+use crate::host::Host;
 
 #[test]
 fn client_span_ends_when_the_response_completed_server_span_at_log() {
@@ -65,8 +66,11 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
         client.parent_span_id, server.span_id,
         "CLIENT is a child of SERVER"
     );
-    assert_eq!(server.flags, 0x101, "root: parent known to be not remote");
-    assert_eq!(client.flags, 0x101, "CLIENT's parent is local");
+    assert_eq!(
+        server.flags, 0x103,
+        "root: parent known to be not remote; sampled, random trace id"
+    );
+    assert_eq!(client.flags, 0x103, "CLIENT's parent is local");
     assert_eq!(server.trace_state, "");
 
     assert_eq!(server.name, "POST /api/cart/:cartId/add");
@@ -86,7 +90,8 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
     assert_eq!(attr_str(client, sc::ENVOY_CLUSTER), "cart");
     assert_eq!(
         attr_str(client, sc::URL_FULL),
-        "https://shop.example/api/cart/c-42/add"
+        "http://10.0.0.7:8080/api/cart/c-42/add",
+        "the upstream's scheme and address, not the gateway's https://shop.example"
     );
     assert_eq!(attr_str(client, sc::SERVER_ADDRESS), "10.0.0.7");
 
@@ -97,7 +102,7 @@ fn gateway_without_parent_starts_a_trace_with_linked_server_and_client() {
 
     assert_eq!(
         r.traceparent(),
-        format!("00-{NEW_TRACE}-{CLIENT_ID}-01"),
+        format!("00-{NEW_TRACE}-{CLIENT_ID}-03"),
         "upstream continues the CLIENT span"
     );
     assert!(r.host.header_values("tracestate").is_empty());
@@ -113,7 +118,7 @@ fn two_incoming_traceparents_leave_exactly_one_upstream() {
     let r = run(&config(GATEWAY), host, &answered(200));
     assert_eq!(
         r.host.header_values("traceparent"),
-        vec![format!("00-{NEW_TRACE}-{CLIENT_ID}-01")],
+        vec![format!("00-{NEW_TRACE}-{CLIENT_ID}-03")],
         "duplicates replaced by our one value"
     );
     assert_eq!(r.stats.get(Counter::TraceparentInvalid), 1);
@@ -193,11 +198,11 @@ fn invalid_traceparent_rows() {
         let server = r.server_span();
         assert_eq!(hex(&server.trace_id), NEW_TRACE, "{reason}: new trace");
         assert!(server.parent_span_id.is_empty(), "{reason}: no parent");
-        assert_eq!(server.flags, 0x101, "{reason}: not a remote child");
+        assert_eq!(server.flags, 0x103, "{reason}: not a remote child");
         assert_eq!(server.trace_state, "", "{reason}: tracestate dropped");
         assert_eq!(
             r.traceparent(),
-            format!("00-{NEW_TRACE}-{CLIENT_ID}-01"),
+            format!("00-{NEW_TRACE}-{CLIENT_ID}-03"),
             "{reason}"
         );
         assert!(
@@ -214,7 +219,7 @@ fn invalid_traceparent_rows() {
 fn invalid_tracestate_is_dropped_and_counted_but_parent_kept() {
     let host = request("GET", "/api/products/p-1", Some("products"))
         .header("traceparent", PARENT)
-        .header("tracestate", "a=1,a=2");
+        .header("tracestate", "a=1,A=2");
     let r = run(&config(GATEWAY), host, &answered(200));
     assert_eq!(hex(&r.server_span().trace_id), PARENT_TRACE);
     assert_eq!(r.server_span().trace_state, "");
@@ -241,4 +246,348 @@ fn inject_failure_is_counted_and_the_request_still_traced() {
     assert_eq!(r.stats.get(Counter::InjectFailed), 1);
     assert_eq!(r.spans.len(), 2);
     assert!(!r.host.set_calls.is_empty(), "injection was attempted");
+}
+
+// --- W3C Level 2, B3, trust, response header (issue 9) ------------------------------------
+
+fn with(extra: &str) -> Config {
+    config(&GATEWAY.replacen('{', &format!("{{{extra},"), 1))
+}
+
+#[test]
+fn random_trace_id_flag_is_kept_from_the_parent() {
+    struct Row {
+        incoming: &'static str,
+        sent: &'static str,
+        reason: &'static str,
+    }
+    for row in [
+        Row {
+            incoming: "03",
+            sent: "03",
+            reason: "Level 2 §3.2.2.5.2: -03 in, trace id kept: -03 out (MUST)",
+        },
+        Row {
+            incoming: "02",
+            sent: "02",
+            reason: "Level 2 §3.2.2.5.2: -02 in (not sampled): -02 out",
+        },
+        Row {
+            incoming: "01",
+            sent: "01",
+            reason: "Level 2 §3.2.2.5.2: no random flag in, none claimed",
+        },
+    ] {
+        let tp = format!("00-{PARENT_TRACE}-{PARENT_SPAN}-{}", row.incoming);
+        let host = request("GET", "/api/products/p-1", Some("products")).header("traceparent", &tp);
+        let r = run(&config(GATEWAY), host, &answered(200));
+        assert_eq!(
+            r.traceparent(),
+            format!("00-{PARENT_TRACE}-{CLIENT_ID}-{}", row.sent),
+            "{}",
+            row.reason
+        );
+    }
+}
+
+#[test]
+fn duplicate_tracestate_keys_keep_the_first_and_the_rest_of_the_list() {
+    // Level 2 §3.3.1.1: duplicates may be discarded; keys we did not create SHOULD NOT be.
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("traceparent", PARENT)
+        .header("tracestate", "foo=1,bar=2")
+        .header("tracestate", "foo=3");
+    let r = run(&config(GATEWAY), host, &answered(200));
+    assert_eq!(r.host.single_header("tracestate"), "foo=1,bar=2");
+    assert_eq!(r.server_span().trace_state, "foo=1,bar=2");
+    assert_eq!(
+        r.stats.get(Counter::TracestateInvalid),
+        0,
+        "the header was valid"
+    );
+}
+
+#[test]
+fn b3_parent_is_continued_and_b3_goes_upstream_with_our_span() {
+    let b3_trace = "80f198ee56343ba864fe8b2a57d3eff7";
+    for (propagators, headers, reason) in [
+        (
+            r#""propagators": ["tracecontext", "b3"]"#,
+            vec![("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+            "b3 single",
+        ),
+        (
+            r#""propagators": ["tracecontext", "b3multi"]"#,
+            vec![
+                ("x-b3-traceid", b3_trace),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ],
+            "b3 multi",
+        ),
+    ] {
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        for (k, v) in &headers {
+            host = host.header(k, v);
+        }
+        let r = run(&with(propagators), host, &answered(200));
+        let server = r.server_span();
+        assert_eq!(
+            hex(&server.trace_id),
+            b3_trace,
+            "{reason}: B3 trace continued"
+        );
+        assert_eq!(hex(&server.parent_span_id), "e457b5a2e4d86bd1", "{reason}");
+        assert_eq!(
+            r.traceparent(),
+            format!("00-{b3_trace}-{CLIENT_ID}-01"),
+            "{reason}: W3C too, no random flag from B3"
+        );
+        if reason == "b3 single" {
+            assert_eq!(
+                r.host.single_header("b3"),
+                format!("{b3_trace}-{CLIENT_ID}-1"),
+                "{reason}"
+            );
+        } else {
+            assert_eq!(r.host.single_header("x-b3-spanid"), CLIENT_ID, "{reason}");
+            assert_eq!(r.host.single_header("x-b3-traceid"), b3_trace, "{reason}");
+            assert_eq!(r.host.single_header("x-b3-sampled"), "1", "{reason}");
+        }
+    }
+}
+
+#[test]
+fn default_propagators_ignore_b3_as_before() {
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
+    let r = run(&config(GATEWAY), host, &answered(200));
+    assert_eq!(hex(&r.server_span().trace_id), NEW_TRACE);
+    assert_eq!(
+        r.host.single_header("b3"),
+        "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+        "untouched when b3 is not configured"
+    );
+}
+
+#[test]
+fn baggage_passes_through_untouched() {
+    for trust in ["trusted", "untrusted"] {
+        let host = request("GET", "/api/products/p-1", Some("products"))
+            .header("traceparent", PARENT)
+            .header("baggage", "userId=alice,serverNode=DF%2028;p=1")
+            .header("baggage", "isProduction=false");
+        let r = run(
+            &with(&format!(
+                r#""trust": "{trust}", "propagators": ["tracecontext", "b3"]"#
+            )),
+            host,
+            &answered(200),
+        );
+        assert_eq!(
+            r.host.header_values("baggage"),
+            vec!["userId=alice,serverNode=DF%2028;p=1", "isProduction=false"],
+            "{trust}: W3C Baggage is not ours to change"
+        );
+        assert!(
+            r.host.set_calls.iter().all(|(k, _)| k != "baggage"),
+            "{trust}"
+        );
+    }
+}
+
+#[test]
+fn untrusted_edge_links_the_incoming_context_and_starts_a_new_trace() {
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("traceparent", PARENT_UNSAMPLED)
+        .header("tracestate", "congo=t61rcWkgMzE");
+    let r = run(&with(r#""trust": "untrusted""#), host, &answered(200));
+    let (server, client) = (r.server_span(), r.client_span());
+    assert!(
+        r.req.recorded,
+        "the incoming -00 does not suppress recording"
+    );
+    assert_eq!(hex(&server.trace_id), NEW_TRACE, "a new trace");
+    assert!(server.parent_span_id.is_empty());
+    assert_eq!(
+        server.trace_state, "",
+        "the caller's tracestate belongs to its trace"
+    );
+    assert_eq!(server.links.len(), 1);
+    let link = &server.links[0];
+    assert_eq!(hex(&link.trace_id), PARENT_TRACE);
+    assert_eq!(hex(&link.span_id), PARENT_SPAN);
+    assert_eq!(link.trace_state, "congo=t61rcWkgMzE");
+    assert_eq!(link.flags, 0x300, "remote link, flags as received");
+    assert!(client.links.is_empty(), "linked once, from the SERVER span");
+    assert_eq!(r.traceparent(), format!("00-{NEW_TRACE}-{CLIENT_ID}-03"));
+    assert!(r.host.header_values("tracestate").is_empty());
+    assert_eq!(r.stats.get(Counter::IncomingContextLinked), 1);
+
+    // A forced -01 at the edge does not force recording when the sampler says no.
+    let host = request("GET", "/api/products/p-1", Some("products")).header("traceparent", PARENT);
+    let r = run(
+        &with(r#""trust": "untrusted", "sampler": "always_off""#),
+        host,
+        &answered(200),
+    );
+    assert!(!r.req.recorded);
+    assert_eq!(r.traceparent(), format!("00-{NEW_TRACE}-{CLIENT_ID}-02"));
+}
+
+#[test]
+fn untrusted_edge_takes_the_scheme_from_the_connection() {
+    // Envoy derives :scheme from a client's x-forwarded-proto unless configured otherwise.
+    let host =
+        request("GET", "/api/products/p-1", Some("products")).header("x-forwarded-proto", "https");
+    let r = run(&with(r#""trust": "untrusted""#), host, &answered(200));
+    let server = r.server_span();
+    assert_eq!(
+        attr_str(server, sc::URL_SCHEME),
+        "http",
+        "plaintext connection"
+    );
+    assert_eq!(attr(server, sc::SERVER_PORT), Some(Val::Int(80)));
+
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .property(&["connection", "tls_version"], b"TLSv1.3");
+    let r = run(&with(r#""trust": "untrusted""#), host, &answered(200));
+    assert_eq!(
+        attr_str(r.server_span(), sc::URL_SCHEME),
+        "https",
+        "TLS connection"
+    );
+
+    let r = run(
+        &config(GATEWAY),
+        request("GET", "/api/products/p-1", Some("products")),
+        &answered(200),
+    );
+    assert_eq!(
+        attr_str(r.server_span(), sc::URL_SCHEME),
+        "https",
+        "trusted: :scheme as before"
+    );
+}
+
+#[test]
+fn outbound_sidecar_untrusted_links_from_the_client_span() {
+    let host = request("GET", "/api/products/p-1", Some("products")).header("traceparent", PARENT);
+    let r = run(
+        &with(r#""trust": "untrusted", "mode": "sidecar_outbound""#),
+        host,
+        &answered(200),
+    );
+    let client = r.client_span();
+    assert!(client.parent_span_id.is_empty());
+    assert_eq!(client.links.len(), 1);
+    assert_eq!(hex(&client.links[0].span_id), PARENT_SPAN);
+}
+
+#[test]
+fn response_trace_header_rows() {
+    struct Row {
+        setting: &'static str,
+        mode: &'static str,
+        want: Vec<(&'static str, String)>,
+        reason: &'static str,
+    }
+    for row in [
+        Row {
+            setting: "off",
+            mode: "gateway",
+            want: vec![],
+            reason: "off by default",
+        },
+        Row {
+            setting: "traceresponse",
+            mode: "gateway",
+            want: vec![("traceresponse", format!("00-{PARENT_TRACE}-{SERVER_ID}-01"))],
+            reason: "Level 2 §5 traceresponse names our SERVER span",
+        },
+        Row {
+            setting: "server_timing",
+            mode: "gateway",
+            want: vec![(
+                "server-timing",
+                format!("traceparent;desc=\"00-{PARENT_TRACE}-{SERVER_ID}-01\""),
+            )],
+            reason: "Server-Timing traceparent entry",
+        },
+        Row {
+            setting: "traceresponse",
+            mode: "sidecar_outbound",
+            want: vec![("traceresponse", format!("00-{PARENT_TRACE}-{CLIENT_ID}-01"))],
+            reason: "no SERVER span: the CLIENT span",
+        },
+    ] {
+        let host =
+            request("GET", "/api/products/p-1", Some("products")).header("traceparent", PARENT);
+        let cfg = with(&format!(
+            r#""response_trace_header": "{}", "mode": "{}""#,
+            row.setting, row.mode
+        ));
+        let mut r = run(&cfg, host, &answered(200));
+        if let Some((name, value, replace)) = &r.req.response_header {
+            r.host.add_response_header(name, value, *replace).unwrap();
+        }
+        let got: Vec<(&str, String)> = r
+            .host
+            .added_response_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        assert_eq!(got, row.want, "{}", row.reason);
+    }
+}
+
+#[test]
+fn b3_sampling_only_deny_is_honoured_when_b3_is_trusted() {
+    struct Row {
+        extra: &'static str,
+        recorded: bool,
+        reason: &'static str,
+    }
+    for row in [
+        Row {
+            extra: r#""propagators": ["tracecontext", "b3"]"#,
+            recorded: false,
+            reason: "B3 Sampling State: b3: 0 asks for no sampling",
+        },
+        Row {
+            extra: r#""propagators": ["tracecontext"]"#,
+            recorded: true,
+            reason: "default: B3 not read",
+        },
+        Row {
+            extra: r#""propagators": ["tracecontext", "b3"], "trust": "untrusted""#,
+            recorded: true,
+            reason: "untrusted edge: the caller decides nothing",
+        },
+    ] {
+        let host = request("GET", "/api/products/p-1", Some("products")).header("b3", "0");
+        let r = run(&with(row.extra), host, &answered(200));
+        assert_eq!(r.req.recorded, row.recorded, "{}", row.reason);
+        assert_eq!(
+            hex(&r.server().map(|s| s.trace_id.clone()).unwrap_or_default()).is_empty(),
+            !row.recorded,
+            "{}",
+            row.reason
+        );
+    }
+    let host = request("GET", "/api/products/p-1", Some("products")).header("b3", "0");
+    let r = run(
+        &with(r#""propagators": ["tracecontext", "b3"]"#),
+        host,
+        &answered(200),
+    );
+    assert_eq!(
+        r.traceparent(),
+        format!("00-{NEW_TRACE}-{CLIENT_ID}-02"),
+        "the deny goes on"
+    );
+    assert_eq!(
+        r.host.single_header("b3"),
+        format!("{NEW_TRACE}-{CLIENT_ID}-0")
+    );
 }

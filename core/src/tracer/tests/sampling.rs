@@ -15,12 +15,12 @@ fn sampling_rows() {
     }
     #[rustfmt::skip]
     let rows = [
-        Row { sampler: "parent_based_always_on", incoming: None, recorded: true, flags: "01", reason: "root is recorded" },
+        Row { sampler: "parent_based_always_on", incoming: None, recorded: true, flags: "03", reason: "root is recorded; Level 2 §3.2.2.5.2 our trace id is random" },
         Row { sampler: "parent_based_always_on", incoming: Some(PARENT), recorded: true, flags: "01", reason: "sampled parent" },
         Row { sampler: "parent_based_always_on", incoming: Some(PARENT_UNSAMPLED), recorded: false, flags: "00", reason: "unsampled parent" },
         Row { sampler: "always_on", incoming: Some(PARENT_UNSAMPLED), recorded: true, flags: "01", reason: "always_on overrides the parent" },
         Row { sampler: "always_off", incoming: Some(PARENT), recorded: false, flags: "00", reason: "always_off overrides the parent" },
-        Row { sampler: "always_off", incoming: None, recorded: false, flags: "00", reason: "always_off root" },
+        Row { sampler: "always_off", incoming: None, recorded: false, flags: "02", reason: "always_off root: not sampled, random trace id" },
     ];
     for Row {
         sampler,
@@ -154,8 +154,8 @@ fn keep_errors_records_failed_requests_the_ratio_dropped() {
             r.reason
         );
         assert!(
-            host.single_header("traceparent").ends_with("-00"),
-            "{}: propagated unsampled",
+            host.single_header("traceparent").ends_with("-02"),
+            "{}: propagated unsampled (a new, random trace id: -02)",
             r.reason
         );
     }
