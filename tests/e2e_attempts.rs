@@ -143,7 +143,8 @@ fn upstream_filter_makes_one_client_span_per_attempt() {
             "route of the original path"
         );
         assert_eq!(s(c, "url.template"), "/products/:id");
-        assert_eq!(s(c, "url.full"), "http://shop.local/products/p-1");
+        // From the upstream side: Host unchanged by the route, so the upstream host it went to.
+        assert_eq!(s(c, "url.full"), "http://127.0.0.1:18082/products/p-1");
         assert_eq!(s(c, "server.address"), "127.0.0.1");
         assert_eq!(i(c, "server.port"), Some(18082));
         assert_eq!(s(c, "network.peer.address"), "127.0.0.1");
