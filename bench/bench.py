@@ -112,6 +112,11 @@ CONFIGS = [
      {"native": True, "runtime": {"tracing.opentelemetry.min_flush_spans": 512}}),
     ("empty_wasm", "empty Rust proxy-wasm filter (sets one header)",
      {"wasm": ("empty_filter", EMPTY_WASM, "")}),
+    # Price of host calls: the empty filter plus 8 property reads / 2 header-map reads at log.
+    ("empty_props8", "empty filter + 8 `get_property` per request",
+     {"wasm": ("empty_filter", EMPTY_WASM, "props=8")}),
+    ("empty_maps2", "empty filter + 2 request-header-map reads per request",
+     {"wasm": ("empty_filter", EMPTY_WASM, "maps=2")}),
     ("gt_always_on", "gateway-tracing, `sampler: always_on`",
      gateway_tracing({"sampler": "always_on"})),
     ("gt_always_off", "gateway-tracing, `sampler: always_off` (propagation only)",

@@ -25,6 +25,13 @@ pub const RESPONSE_HEADERS: u32 = 2;
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_get_header_map_pairs(map_type: u32, data: *mut *mut u8, size: *mut usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        data: *mut *mut u8,
+        size: *mut usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key: *const u8,
@@ -97,6 +104,20 @@ pub fn header_map(map_type: u32) -> Result<HeaderMap, HostError> {
     match status {
         OK => Ok(take(data, size).map_or_else(HeaderMap::default, HeaderMap::from_abi)),
         s => Err(error("get_header_map_pairs", s)),
+    }
+}
+
+/// The first value of one header; `Ok(None)` when absent.
+pub fn header_value(map_type: u32, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
+    // SAFETY: pointer and length of a live slice; out-pointers to locals.
+    let status = unsafe {
+        proxy_get_header_map_value(map_type, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    match status {
+        OK => Ok(take(data, size)),
+        NOT_FOUND => Ok(None),
+        s => Err(error("get_header_map_value", s)),
     }
 }
 

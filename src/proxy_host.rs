@@ -85,6 +85,10 @@ impl Host for ProxyHost {
         abi::property(path)
     }
 
+    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        abi::header_value(abi::REQUEST_HEADERS, name)
+    }
+
     fn request_headers(&self) -> Result<HeaderMap, HostError> {
         abi::header_map(abi::REQUEST_HEADERS)
     }

@@ -14,6 +14,9 @@ pub trait Host {
     /// An Envoy attribute (`["xds", "cluster_name"]`), raw bytes as Envoy serialises them;
     /// `Ok(None)` when Envoy has no value for it.
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError>;
+    /// The first value of one request header (`Ok(None)` when absent): one small host call,
+    /// where the whole map would serialise every header.
+    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// All request headers, in order, duplicates kept, values as bytes.
     fn request_headers(&self) -> Result<HeaderMap, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.

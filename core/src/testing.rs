@@ -146,6 +146,14 @@ impl Host for MockHost {
         Ok(self.properties.get(&key).cloned())
     }
 
+    fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        Ok(self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone()))
+    }
+
     fn request_headers(&self) -> Result<HeaderMap, HostError> {
         Ok(self
             .serialized

@@ -115,3 +115,40 @@ fn exported_span_flags_carry_the_w3c_sampled_flag() {
         }
     }
 }
+
+/// A plain upstream answer needs no `response.code_details` read (it could only say
+/// `via_upstream`); anything else reads it.
+#[test]
+fn code_details_are_read_only_when_they_can_say_something() {
+    let host = MockHost::new()
+        .property_u64(&["response", "code"], 200)
+        .property(&["upstream", "address"], b"10.0.0.7:8080")
+        .property(&["response", "code_details"], b"would-be-read");
+    let done = Completion::read(&host, &config(GATEWAY));
+    assert_eq!(
+        done.code_details, VIA_UPSTREAM,
+        "not read: implied by the upstream's 200"
+    );
+    assert!(done.responded());
+
+    let local = MockHost::new()
+        .property_u64(&["response", "code"], 200)
+        .property(&["response", "code_details"], b"direct_response");
+    let done = Completion::read(&local, &config(GATEWAY));
+    assert_eq!(done.code_details, "direct_response", "no upstream: read");
+    assert!(!done.responded());
+
+    let flagged = MockHost::new()
+        .property_u64(&["response", "code"], 200)
+        .property_u64(
+            &["response", "flags"],
+            crate::status::flag::UPSTREAM_RETRY_LIMIT_EXCEEDED,
+        )
+        .property(&["upstream", "address"], b"10.0.0.7:8080")
+        .property(&["response", "code_details"], b"via_upstream");
+    assert_eq!(
+        Completion::read(&flagged, &config(GATEWAY)).code_details,
+        "via_upstream",
+        "flags set: read"
+    );
+}
