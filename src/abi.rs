@@ -121,11 +121,19 @@ pub fn header_value(map_type: u32, name: &str) -> Result<Option<Vec<u8>>, HostEr
     }
 }
 
-/// Replaces every value of a header with one value.
-pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
+/// A header write (`proxy_replace_header_map_value` / `proxy_add_header_map_value`).
+type HeaderWrite = unsafe extern "C" fn(u32, *const u8, usize, *const u8, usize) -> u32;
+
+fn write_header(
+    call: &'static str,
+    f: HeaderWrite,
+    map_type: u32,
+    name: &str,
+    value: &str,
+) -> Result<(), HostError> {
     // SAFETY: pointers and lengths of live slices.
     let status = unsafe {
-        proxy_replace_header_map_value(
+        f(
             map_type,
             name.as_ptr(),
             name.len(),
@@ -135,26 +143,30 @@ pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), Host
     };
     match status {
         OK => Ok(()),
-        s => Err(error("replace_header_map_value", s)),
+        s => Err(error(call, s)),
     }
+}
+
+/// Replaces every value of a header with one value.
+pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
+    write_header(
+        "replace_header_map_value",
+        proxy_replace_header_map_value,
+        map_type,
+        name,
+        value,
+    )
 }
 
 /// Adds one value of a header (keeping any others).
 pub fn add_header(map_type: u32, name: &str, value: &str) -> Result<(), HostError> {
-    // SAFETY: pointers and lengths of live slices.
-    let status = unsafe {
-        proxy_add_header_map_value(
-            map_type,
-            name.as_ptr(),
-            name.len(),
-            value.as_ptr(),
-            value.len(),
-        )
-    };
-    match status {
-        OK => Ok(()),
-        s => Err(error("add_header_map_value", s)),
-    }
+    write_header(
+        "add_header_map_value",
+        proxy_add_header_map_value,
+        map_type,
+        name,
+        value,
+    )
 }
 
 /// Removes every value of a header.

@@ -156,19 +156,7 @@ impl Attrs<'_> {
 
     /// A string-array attribute (`array_value` of `string_value`s).
     pub fn str_array(&mut self, key: &str, values: &[&str]) {
-        let elem_len = |v: &str| 1 + len_delimited_len(v.len());
-        let array_len: usize = values
-            .iter()
-            .map(|v| 1 + len_delimited_len(elem_len(v)))
-            .sum();
-        self.kv_head(key, 1 + len_delimited_len(array_len));
-        self.out.push(TAG_ANY_ARRAY);
-        encode_varint(array_len as u64, self.out);
-        for v in values {
-            self.out.push(TAG_ARRAY_VALUES);
-            encode_varint(elem_len(v) as u64, self.out);
-            put_bytes(self.out, TAG_ANY_STRING, v.as_bytes());
-        }
+        self.str_array_key(&[key], values);
     }
 }
 
