@@ -15,50 +15,17 @@
 
 use super::completion::{Completion, VIA_UPSTREAM};
 use super::start::{start, ActiveRequest, ClientCall};
-use crate::config::{Config, Mode};
-use crate::host::{header, property_bytes, property_string, property_u64, HeaderMap, Host, Stats};
+use crate::config::Config;
+use crate::host::{property_bytes, property_string, property_u64, Host, Stats};
 use crate::ids::SpanId;
 use crate::otlp::writer::Attrs;
 use crate::semconv as sc;
 use std::collections::{HashMap, VecDeque};
 
-/// The path before the route's rewrite; Envoy's router adds it upstream when it rewrites.
-pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 /// How many injected span ids a VM remembers. An entry is needed only until the next attempt
 /// of the same request starts (a retry back-off, a hedge's per-try timeout), so this covers
 /// thousands of attempts on one worker in between.
 pub const DEFAULT_BOOK_CAPACITY: usize = 4096;
-
-/// One attempt, as seen at its request headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    /// 1 for the first attempt, 2 for the first retry or hedge, …
-    pub number: u32,
-    /// `:path` and `:authority` the upstream receives (after the route's rewrites). The
-    /// header map is gone by the time the attempt ends.
-    pub path: String,
-    pub authority: String,
-}
-
-/// The path the downstream request had: routes (`http.route`, route params) match on it. The
-/// upstream filter sees the rewritten `:path`, and the original in `x-envoy-original-path`.
-pub(super) fn downstream_path(mode: Mode, headers: &HeaderMap) -> &str {
-    let original = match mode {
-        Mode::UpstreamFilter => header(headers, ORIGINAL_PATH_HEADER),
-        _ => None,
-    };
-    original.or_else(|| header(headers, ":path")).unwrap_or("/")
-}
-
-/// The attempt's request as the upstream gets it (upstream-filter placement only). The
-/// attempt number is settled by [`start_attempt`].
-pub(super) fn at_start(mode: Mode, headers: &HeaderMap) -> Option<Attempt> {
-    (mode == Mode::UpstreamFilter).then(|| Attempt {
-        number: 1,
-        path: header(headers, ":path").unwrap_or("/").to_string(),
-        authority: header(headers, ":authority").unwrap_or("").to_string(),
-    })
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Injected {

@@ -2,7 +2,7 @@
 //! address, the request's `:path`/`:authority` as routed). The only host reads of the log
 //! phase live here.
 
-use super::start::capture_headers;
+use super::headers::capture_headers;
 use crate::config::Config;
 use crate::host::{property_bytes, property_string, property_u64, Host};
 use crate::status;

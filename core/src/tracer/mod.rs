@@ -17,12 +17,15 @@
 mod attempt;
 pub mod calls;
 mod completion;
+mod headers;
+mod placement;
 mod spans;
 mod start;
 #[cfg(test)]
 mod tests;
 
-pub use attempt::{attempt_completion, start_attempt, Attempt, AttemptBook};
+pub use attempt::{attempt_completion, start_attempt, AttemptBook};
 pub use completion::Completion;
+pub use placement::Attempt;
 pub use spans::finish;
 pub use start::{start, ActiveRequest, ClientCall};

@@ -3,8 +3,9 @@
 //! cluster's target and injects `traceparent`/`tracestate` upstream. Host reads here are the
 //! request headers and `xds.cluster_name`; everything later waits for [`super::completion`].
 
+use super::headers::capture_headers;
 use crate::config::ClusterTarget;
-use crate::config::{ClientSpans, Config, DurableObjectId, Mode, REDACTED};
+use crate::config::{ClientSpans, Config, DurableObjectId, Mode};
 use crate::host::{header, property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
@@ -61,7 +62,7 @@ pub struct ClientCall {
     pub durable_object_id: Option<String>,
     /// Upstream-filter placement: which attempt of the request this is (1 = the first; see
     /// [`super::attempt`]). `None` in the other placements (the span covers every attempt).
-    pub attempt: Option<super::attempt::Attempt>,
+    pub attempt: Option<super::placement::Attempt>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,7 +123,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let start_ns = host.now_nanos();
 
     let raw_method = header(&headers, ":method").unwrap_or("GET");
-    let full_path = super::attempt::downstream_path(config.mode, &headers);
+    let full_path = super::placement::downstream_path(config.mode, &headers);
     let path = strip_query(full_path).to_string();
     let (route, params) = match config.routes.find_index(&path) {
         Some((i, p)) => (Some(i), p),
@@ -160,7 +161,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             cluster,
             target,
             durable_object_id,
-            attempt: super::attempt::at_start(config.mode, &headers),
+            attempt: super::placement::at_start(config.mode, &headers),
         }
     });
 
@@ -261,33 +262,6 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
     }
     req
-}
-
-/// Values of the allow-listed headers in `names` present in `headers` (case-insensitive,
-/// duplicates kept in order); values of headers in `config.redact_headers` become
-/// [`REDACTED`], and values that are not UTF-8 are recorded lossily.
-pub(crate) fn capture_headers(
-    config: &Config,
-    names: &[String],
-    headers: &HeaderMap,
-) -> Vec<(usize, Vec<String>)> {
-    let mut out = Vec::new();
-    for (i, name) in names.iter().enumerate() {
-        let values: Vec<String> = headers
-            .get_all(name)
-            .map(|v| {
-                if config.redact_headers.contains(name) {
-                    REDACTED.to_string()
-                } else {
-                    String::from_utf8_lossy(v).into_owned()
-                }
-            })
-            .collect();
-        if !values.is_empty() {
-            out.push((i, values));
-        }
-    }
-    out
 }
 
 /// Filter-state keys for the access log (`%FILTER_STATE(wasm.gateway_tracing.trace_id:PLAIN)%`;
