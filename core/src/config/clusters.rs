@@ -92,7 +92,12 @@ pub(super) fn validate(
                         "must not be empty",
                     ));
                 }
-                match &d.id {
+                // Header names are case-insensitive: lower-case them rather than refuse.
+                let id = match d.id {
+                    DurableObjectId::Header(h) => DurableObjectId::Header(h.to_ascii_lowercase()),
+                    other => other,
+                };
+                match &id {
                     DurableObjectId::RouteParam(p) => {
                         if !routes.routes.iter().any(|r| r.template.has_param(p)) {
                             return Err(err(
@@ -107,15 +112,12 @@ pub(super) fn validate(
                             return Err(err(
                                 format!("{field}.durable_object.id.header"),
                                 h.clone(),
-                                "must be a lower-case HTTP header name",
+                                "must be an HTTP header name (token characters)",
                             ));
                         }
                     }
                 }
-                Some(DurableObject {
-                    name: d.name,
-                    id: d.id,
-                })
+                Some(DurableObject { name: d.name, id })
             }
         };
         if let Some(v) = &c.protocol_version {

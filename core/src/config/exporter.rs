@@ -294,13 +294,22 @@ pub(super) fn validate(
         max_elapsed: Duration::from_millis(r.max_elapsed_ms),
     };
     let mut headers = Vec::new();
-    for (name, value) in &e.headers {
-        let field = format!("exporter.headers.{name}");
-        if !is_header_name(name) {
+    for (raw_name, value) in &e.headers {
+        let field = format!("exporter.headers.{raw_name}");
+        // Header names are case-insensitive: lower-case them rather than refuse.
+        let name = raw_name.to_ascii_lowercase();
+        if !is_header_name(&name) {
             return Err(err(
                 field,
                 "<redacted>",
-                "header name must be lower-case token characters",
+                "header name must be token characters",
+            ));
+        }
+        if headers.iter().any(|(n, _): &(String, Secret)| *n == name) {
+            return Err(err(
+                field,
+                "<redacted>",
+                "is listed twice (names are case-insensitive)",
             ));
         }
         if RESERVED_EXPORTER_HEADERS.contains(&name.as_str()) {
@@ -311,7 +320,7 @@ pub(super) fn validate(
         if v.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(err(field, "<redacted>", "value contains CR, LF or NUL"));
         }
-        headers.push((name.clone(), Secret(v)));
+        headers.push((name, Secret(v)));
     }
     Ok(ExporterConfig {
         cluster: e.cluster,

@@ -158,7 +158,8 @@ fn error_messages() {
         (r#"{"exporter":{"cluster":"otel","retry":{"jitter":1}}}"#, "invalid gateway-tracing configuration: exporter.retry.jitter: unknown field `jitter`, expected one of `enabled`, `initial_backoff_ms`, `multiplier`, `max_backoff_ms`, `max_elapsed_ms` at line 1 column 47", "unknown retry field"),
         (r#"{"exporter":{"cluster":"otel","headers":{"content-encoding":"br"}}}"#, "invalid gateway-tracing configuration: exporter.headers.content-encoding = \"<redacted>\": is set by the exporter itself", "content-encoding is the exporter's"),
         (r#"{"exporter":{"cluster":"otel","authority":""}}"#, "invalid gateway-tracing configuration: exporter.authority = \"\": must not be empty", "empty authority"),
-        (r#"{"exporter":{"cluster":"otel","headers":{"X-Key":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.X-Key = \"<redacted>\": header name must be lower-case token characters", "upper-case header"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"X Key":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.X Key = \"<redacted>\": header name must be token characters", "space in a header name"),
+        (r#"{"exporter":{"cluster":"otel","headers":{"X-Key":"v","x-key":"w"}}}"#, "invalid gateway-tracing configuration: exporter.headers.x-key = \"<redacted>\": is listed twice (names are case-insensitive)", "the same header in two cases"),
         (r#"{"exporter":{"cluster":"otel","headers":{"content-type":"v"}}}"#, "invalid gateway-tracing configuration: exporter.headers.content-type = \"<redacted>\": is set by the exporter itself", "reserved header"),
         (r#"{"exporter":{"cluster":"otel","headers":{"x-honeycomb-team":"${MISSING_KEY}"}}}"#, "invalid gateway-tracing configuration: exporter.headers.x-honeycomb-team = \"<redacted>\": environment variable MISSING_KEY is not set (pass it with vm_config.environment_variables, or write ${MISSING_KEY:-default})", "unset secret variable"),
         (r#"{"exporter":{"cluster":"otel","headers":{"x-a":"line\nbreak"}}}"#, "invalid gateway-tracing configuration: exporter.headers.x-a = \"<redacted>\": value contains CR, LF or NUL", "header injection"),
@@ -171,7 +172,7 @@ fn error_messages() {
         (r#"{"routes":[{"template":"/a","upstream_template":"/b/:"}],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: routes[0].upstream_template = \"/b/:\": parameter ':' is not a name ([A-Za-z_][A-Za-z0-9_]*)", "bad upstream template"),
         (r#"{"clusters":{"auth":{"service":" "}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.auth.service = \" \": must not be empty", "blank service"),
         (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"route_param":"cartId"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.route_param = \"cartId\": no route template has this :param", "DO param not in any route"),
-        (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"header":"X-Cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.header = \"X-Cart\": must be a lower-case HTTP header name", "DO header upper case"),
+        (r#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"header":"x cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.id.header = \"x cart\": must be an HTTP header name (token characters)", "DO header with a space"),
         (r#"{"clusters":{"cart":{"durable_object":{"name":"","id":{"header":"x-cart"}}}},"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: clusters.cart.durable_object.name = \"\": must not be empty", "DO without name"),
         (r#"{"propagators":["tracecontext","jaeger"],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: propagators[1] = \"jaeger\": unknown propagator; expected tracecontext, b3 or b3multi", "unknown propagator"),
         (r#"{"propagators":["b3","b3"],"exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: propagators[1] = \"b3\": listed twice", "duplicate propagator"),
@@ -283,4 +284,20 @@ fn placement_rows() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn header_names_in_config_are_case_insensitive() {
+    let c = crate::config::parse(
+        br#"{"clusters":{"cart":{"durable_object":{"name":"Cart","id":{"header":"X-Cart-Id"}}}},
+             "exporter":{"cluster":"otel","headers":{"X-Honeycomb-Team":"k"}}}"#,
+        &|_| None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.cluster_target("cart").durable_object.clone().unwrap().id,
+        DurableObjectId::Header("x-cart-id".into()),
+        "lower-cased, not refused"
+    );
+    assert_eq!(c.exporter.headers[0].0, "x-honeycomb-team");
 }
