@@ -255,6 +255,9 @@ impl HeaderMap {
 pub struct HostInjector<'a> {
     pub host: &'a mut dyn Host,
     pub failed: Option<HostError>,
+    /// The request headers as read in this same callback: removing a header the request does
+    /// not have is skipped (a host call saved on most requests: no `tracestate`, no B3).
+    pub present: &'a HeaderMap,
 }
 
 impl crate::propagation::Injector for HostInjector<'_> {
@@ -264,6 +267,9 @@ impl crate::propagation::Injector for HostInjector<'_> {
         }
     }
     fn remove(&mut self, name: &str) {
+        if self.present.get_all(name).next().is_none() {
+            return;
+        }
         if let Err(e) = self.host.set_request_header(name, None) {
             self.failed = Some(e);
         }

@@ -236,7 +236,11 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             flags: req.trace_flags,
             trace_state: req.trace_state.clone(),
         };
-        let mut injector = HostInjector { host, failed: None };
+        let mut injector = HostInjector {
+            host,
+            failed: None,
+            present: &headers,
+        };
         propagation::inject(&settings.propagators, &ctx, &mut injector);
         if let Some(e) = injector.failed {
             stats.add(Counter::InjectFailed, 1);

@@ -591,3 +591,32 @@ fn b3_sampling_only_deny_is_honoured_when_b3_is_trusted() {
         format!("{NEW_TRACE}-{CLIENT_ID}-0")
     );
 }
+
+/// Removing a header the request does not have costs a host call for nothing: a request
+/// without `tracestate` gets exactly one header write (the `traceparent`).
+#[test]
+fn absent_headers_are_not_removed() {
+    let r = run(
+        &config(GATEWAY),
+        request("GET", "/api/products/p-1", Some("products")),
+        &answered(200),
+    );
+    assert_eq!(
+        r.host
+            .set_calls
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["traceparent"]
+    );
+    let r = run(
+        &config(GATEWAY),
+        request("GET", "/api/products/p-1", Some("products")).header("tracestate", "k=v"),
+        &answered(200),
+    );
+    assert!(
+        r.host.set_calls.contains(&("tracestate".to_string(), None)),
+        "a tracestate without a valid traceparent is still removed: {:?}",
+        r.host.set_calls
+    );
+}
