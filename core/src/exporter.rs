@@ -432,23 +432,27 @@ impl Exporter {
         let max = u64::try_from(self.config.retry.max_elapsed.as_nanos()).unwrap_or(u64::MAX);
         match batch.first_sent_ns {
             Some(t) if now_ns.saturating_sub(t) >= max => {
-                stats.add(Counter::SpansDroppedRetriesExhausted, batch.spans as u64);
-                self.dropped.retries_exhausted += batch.spans as u64;
-                self.release(&batch);
-                self.log_limited(
-                    now_ns,
-                    "retries exhausted",
-                    &format!(
-                        "export to cluster '{}': {} spans dropped after retrying for {} s (exporter.retry.max_elapsed_ms)",
-                        self.config.cluster,
-                        batch.spans,
-                        self.config.retry.max_elapsed.as_secs()
-                    ),
+                let why = format!(
+                    "after retrying for {} s",
+                    self.config.retry.max_elapsed.as_secs()
                 );
+                self.drop_exhausted(&batch, &why, stats, now_ns);
                 None
             }
             _ => Some(batch),
         }
+    }
+
+    /// Drops a batch whose retries ran out of `retry.max_elapsed`: counted, released, logged.
+    fn drop_exhausted(&mut self, batch: &Batch, why: &str, stats: &dyn Stats, now_ns: u64) {
+        stats.add(Counter::SpansDroppedRetriesExhausted, batch.spans as u64);
+        self.dropped.retries_exhausted += batch.spans as u64;
+        self.release(batch);
+        let what = format!(
+            "export to cluster '{}': {} spans dropped, {why} (exporter.retry.max_elapsed_ms)",
+            self.config.cluster, batch.spans
+        );
+        self.log_limited(now_ns, "retries exhausted", &what);
     }
 
     fn release(&mut self, batch: &Batch) {
@@ -788,19 +792,8 @@ impl Exporter {
             }
         }
         if probe && age + delay > max {
-            stats.add(Counter::SpansDroppedRetriesExhausted, batch.spans as u64);
-            self.dropped.retries_exhausted += batch.spans as u64;
-            self.release(&batch);
-            self.log_limited(
-                now_ns,
-                "retries exhausted",
-                &format!(
-                    "export to cluster '{}': {} spans dropped, retries would exceed {} ms (exporter.retry.max_elapsed_ms)",
-                    self.config.cluster,
-                    batch.spans,
-                    max.as_millis()
-                ),
-            );
+            let why = format!("retries would exceed {} ms", max.as_millis());
+            self.drop_exhausted(&batch, &why, stats, now_ns);
         } else {
             // Oldest first: a batch that was sent earlier goes back to the front.
             let pos = self
