@@ -137,11 +137,6 @@ pub fn property_bytes(read: Result<Option<Vec<u8>>, HostError>) -> Option<Vec<u8
     }
 }
 
-/// The first value of header `name` (case-insensitive), if it is UTF-8.
-pub fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name)
-}
-
 /// Adapts a header map to the propagation [`Extractor`](crate::propagation::Extractor).
 pub struct HeaderList<'a>(pub &'a HeaderMap);
 

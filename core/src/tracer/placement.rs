@@ -4,7 +4,7 @@
 //! [`super::attempt`].
 
 use crate::config::Mode;
-use crate::host::{header, HeaderMap};
+use crate::host::HeaderMap;
 
 /// The path before the route's rewrite; Envoy's router adds it upstream when it rewrites.
 pub const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
@@ -23,10 +23,10 @@ pub struct Attempt {
 /// upstream filter sees the rewritten `:path`, and the original in `x-envoy-original-path`.
 pub(super) fn downstream_path(mode: Mode, headers: &HeaderMap) -> &str {
     let original = match mode {
-        Mode::UpstreamFilter => header(headers, ORIGINAL_PATH_HEADER),
+        Mode::UpstreamFilter => headers.get(ORIGINAL_PATH_HEADER),
         _ => None,
     };
-    original.or_else(|| header(headers, ":path")).unwrap_or("/")
+    original.or_else(|| headers.get(":path")).unwrap_or("/")
 }
 
 /// The attempt's request as the upstream gets it (upstream-filter placement only). The
@@ -34,7 +34,7 @@ pub(super) fn downstream_path(mode: Mode, headers: &HeaderMap) -> &str {
 pub(super) fn at_start(mode: Mode, headers: &HeaderMap) -> Option<Attempt> {
     (mode == Mode::UpstreamFilter).then(|| Attempt {
         number: 1,
-        path: header(headers, ":path").unwrap_or("/").to_string(),
-        authority: header(headers, ":authority").unwrap_or("").to_string(),
+        path: headers.get(":path").unwrap_or("/").to_string(),
+        authority: headers.get(":authority").unwrap_or("").to_string(),
     })
 }

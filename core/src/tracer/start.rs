@@ -6,7 +6,7 @@
 use super::headers::capture_headers;
 use crate::config::ClusterTarget;
 use crate::config::{ClientSpans, Config, DurableObjectId, Mode};
-use crate::host::{header, property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
+use crate::host::{property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
 use crate::propagation::{self, SpanContext, Trust};
@@ -122,7 +122,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let ids = RequestIds::from_random(host.random_bytes());
     let start_ns = host.now_nanos();
 
-    let raw_method = header(&headers, ":method").unwrap_or("GET");
+    let raw_method = headers.get(":method").unwrap_or("GET");
     let full_path = super::placement::downstream_path(config.mode, &headers);
     let path = strip_query(full_path).to_string();
     let (route, params) = match config.routes.find_index(&path) {
@@ -154,7 +154,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             DurableObjectId::RouteParam(p) => {
                 params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone())
             }
-            DurableObjectId::Header(h) => header(&headers, h).map(str::to_string),
+            DurableObjectId::Header(h) => headers.get(h).map(str::to_string),
         });
         ClientCall {
             span_id: ids.client_span_id,
@@ -182,15 +182,15 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         route,
         scheme: propagation::trust::server_scheme(
             settings.trust,
-            header(&headers, ":scheme"),
+            headers.get(":scheme"),
             match settings.trust {
                 Trust::Trusted => None,
                 Trust::Untrusted => property_string(host.property(&["connection", "tls_version"])),
             }
             .as_deref(),
         ),
-        authority: header(&headers, ":authority").unwrap_or("").to_string(),
-        user_agent: header(&headers, "user-agent").map(str::to_string),
+        authority: headers.get(":authority").unwrap_or("").to_string(),
+        user_agent: headers.get("user-agent").map(str::to_string),
         request_headers: if recorded || config.keep_errors {
             capture_headers(config, &config.request_headers, &headers)
         } else {
