@@ -89,6 +89,10 @@ impl Host for ProxyHost {
         abi::header_value(abi::REQUEST_HEADERS, name)
     }
 
+    fn request_header_joined(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        abi::property(&["request", "headers", name])
+    }
+
     fn request_headers(&self) -> Result<HeaderMap, HostError> {
         abi::header_map(abi::REQUEST_HEADERS)
     }

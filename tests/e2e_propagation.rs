@@ -439,3 +439,87 @@ fn envoy_defaults_take_client_address_from_a_spoofed_xff() {
         Some("203.0.113.7")
     );
 }
+
+/// Unrecorded requests take the lean start (`parentbased_always_off` here): Envoy's
+/// `request.headers.<name>` attribute gives `traceparent` and `tracestate`, duplicates joined
+/// with a comma, and the header map is read only once a request is recorded. The outcome must
+/// be what the map gives (the unit test `lean_read_agrees_with_the_map`), here in the real Envoy.
+#[test]
+fn lean_start_reads_the_trace_context_alone_for_unrecorded_requests() {
+    let _lock = ports_lock();
+    let otlp = Otlp::start();
+    let products = Stub::start_named("products", "127.0.0.1:18082").unwrap();
+    let config = gateway_config_with(
+        "propagation-lean.yaml",
+        &[(
+            r#""mode": "gateway","#,
+            r#""mode": "gateway", "sampler": "parentbased_always_off","#,
+        )],
+    );
+    let _envoy = start_envoy(&config, 9901, 0, vec![]);
+
+    // No parent: a new trace, not sampled, random flag; nothing recorded.
+    let (_, _, root) = call(&products, &[]);
+    assert_ne!(root[0], TRACE);
+    assert_eq!(root[2], "02", "our random trace id, not sampled");
+
+    // An unsampled parent continues, tracestate (two headers, joined by Envoy) goes on.
+    let (_, req, t) = call(
+        &products,
+        &[
+            ("traceparent", tp("00").as_bytes()),
+            ("tracestate", b"foo=1"),
+            ("tracestate", b"bar=2"),
+        ],
+    );
+    assert_eq!((t[0].as_str(), t[2].as_str()), (TRACE, "00"));
+    assert_ne!(t[1], SPAN, "our CLIENT span id, not the caller's");
+    assert_eq!(req.header_values("tracestate"), ["foo=1,bar=2"]);
+
+    // A duplicated traceparent restarts the trace: Envoy's joined value shows both.
+    let (_, req, t) = call(
+        &products,
+        &[
+            ("traceparent", tp("00").as_bytes()),
+            ("traceparent", tp("00").as_bytes()),
+            ("tracestate", b"foo=1"),
+        ],
+    );
+    assert_ne!(t[0], TRACE, "duplicated traceparent: a new trace");
+    assert!(
+        req.header_values("tracestate").is_empty(),
+        "the old tracestate does not follow a new trace"
+    );
+
+    // An orphan tracestate is removed.
+    let (_, req, _) = call(&products, &[("tracestate", b"foo=1")]);
+    assert!(req.header_values("tracestate").is_empty());
+
+    // A sampled parent is recorded: the header map is read after the lean read, and the spans
+    // carry the request's details.
+    let (_, _, t) = call(&products, &[("traceparent", tp("01").as_bytes())]);
+    assert_eq!((t[0].as_str(), t[2].as_str()), (TRACE, "01"));
+    let spans = otlp.trace(TRACE, 2);
+    let server = kind(&spans, SERVER);
+    assert_eq!(hex(&server.parent_span_id), SPAN);
+    assert_eq!(
+        attr(server, "user_agent.original").as_deref(),
+        Some("e2e-test/1")
+    );
+    assert_eq!(attr(server, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attr(server, "url.path").as_deref(),
+        Some("/api/products/p-1")
+    );
+    let client = kind(&spans, CLIENT);
+    assert_eq!(
+        hex(&client.span_id),
+        t[1],
+        "the CLIENT span is the one sent upstream"
+    );
+    assert_eq!(
+        otlp.spans.lock().unwrap().len(),
+        2,
+        "only the sampled request made spans"
+    );
+}

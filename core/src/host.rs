@@ -17,6 +17,10 @@ pub trait Host {
     /// The first value of one request header (`Ok(None)` when absent): one small host call,
     /// where the whole map would serialise every header.
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
+    /// Every value of one request header joined with `,` (`Ok(None)` when absent): Envoy's
+    /// `request.headers.<name>` attribute. One small host call, like [`Host::request_header`],
+    /// but a duplicated header still shows (two values, one comma).
+    fn request_header_joined(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// All request headers, in order, duplicates kept, values as bytes.
     fn request_headers(&self) -> Result<HeaderMap, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.
@@ -146,6 +150,48 @@ impl crate::propagation::Extractor for HeaderList<'_> {
     }
 }
 
+/// The W3C trace-context headers alone (`traceparent`, `tracestate`), read one by one with
+/// [`Host::request_header_joined`] instead of the whole header map: what request start needs to
+/// decide sampling (see `tracer::start`). Envoy joins duplicates with `,`, so a value is split
+/// back at commas: a duplicated `traceparent` is two values here as in the map (a `traceparent`
+/// carries no comma), and `tracestate` list members are the same list either way
+/// (Level 2 §3.3.1.1: several `tracestate` headers are one list).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextHeaders {
+    traceparent: Option<Vec<u8>>,
+    tracestate: Option<Vec<u8>>,
+}
+
+impl ContextHeaders {
+    /// Two host calls; an unreadable header counts as absent (a new trace, never a failure).
+    pub fn read(host: &dyn Host) -> ContextHeaders {
+        let read = |name: &str| {
+            host.request_header_joined(name).unwrap_or_else(|e| {
+                log::debug!("request header {name} unreadable ({e}); taken as absent");
+                None
+            })
+        };
+        ContextHeaders {
+            traceparent: read(crate::propagation::TRACEPARENT),
+            tracestate: read(crate::propagation::TRACESTATE),
+        }
+    }
+}
+
+impl crate::propagation::Extractor for ContextHeaders {
+    fn get_all(&self, name: &str) -> Vec<&[u8]> {
+        let value = match name {
+            crate::propagation::TRACEPARENT => &self.traceparent,
+            crate::propagation::TRACESTATE => &self.tracestate,
+            _ => &None,
+        };
+        value
+            .as_deref()
+            .map(|v| v.split(|b| *b == b',').collect())
+            .unwrap_or_default()
+    }
+}
+
 /// A header map as the host hands it over: one buffer in the proxy-wasm ABI's serialisation
 /// and the offsets of each name and value, so reading a request's headers costs one
 /// allocation for the buffer and one for the index, not two per header.
@@ -252,7 +298,7 @@ pub struct HostInjector<'a> {
     pub failed: Option<HostError>,
     /// The request headers as read in this same callback: removing a header the request does
     /// not have is skipped (a host call saved on most requests: no `tracestate`, no B3).
-    pub present: &'a HeaderMap,
+    pub present: &'a dyn crate::propagation::Extractor,
 }
 
 impl crate::propagation::Injector for HostInjector<'_> {
@@ -262,7 +308,7 @@ impl crate::propagation::Injector for HostInjector<'_> {
         }
     }
     fn remove(&mut self, name: &str) {
-        if self.present.get_all(name).next().is_none() {
+        if self.present.get_all(name).is_empty() {
             return;
         }
         if let Err(e) = self.host.set_request_header(name, None) {

@@ -32,6 +32,11 @@ pub struct MockHost {
     pub filter_state: Vec<(String, String)>,
     /// The response headers added (`add_response_header`), replacement applied.
     pub added_response_headers: Vec<(String, String)>,
+    /// Host reads so far, by kind: whole request-header maps, joined single headers
+    /// (`request_header_joined`), properties. What the tracer's read budget tests count.
+    pub map_reads: std::cell::Cell<usize>,
+    pub joined_reads: std::cell::Cell<usize>,
+    pub property_reads: std::cell::Cell<usize>,
 }
 
 impl Default for MockHost {
@@ -53,6 +58,9 @@ impl MockHost {
             response_headers: Vec::new(),
             filter_state: Vec::new(),
             added_response_headers: Vec::new(),
+            map_reads: Default::default(),
+            joined_reads: Default::default(),
+            property_reads: Default::default(),
         }
     }
 
@@ -142,6 +150,7 @@ impl Host for MockHost {
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+        self.property_reads.set(self.property_reads.get() + 1);
         let key: Vec<String> = path.iter().map(|s| s.to_string()).collect();
         Ok(self.properties.get(&key).cloned())
     }
@@ -154,7 +163,19 @@ impl Host for MockHost {
             .map(|(_, v)| v.clone()))
     }
 
+    fn request_header_joined(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.joined_reads.set(self.joined_reads.get() + 1);
+        let values: Vec<&[u8]> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        Ok((!values.is_empty()).then(|| values.join(&b","[..])))
+    }
+
     fn request_headers(&self) -> Result<HeaderMap, HostError> {
+        self.map_reads.set(self.map_reads.get() + 1);
         Ok(self
             .serialized
             .get_or_init(|| {

@@ -6,11 +6,14 @@
 use super::headers::capture_headers;
 use crate::config::ClusterTarget;
 use crate::config::{ClientSpans, Config, DurableObjectId, Mode};
-use crate::host::{property_string, HeaderList, HeaderMap, Host, HostInjector, Stats};
+use crate::host::{
+    property_string, ContextHeaders, HeaderList, HeaderMap, Host, HostInjector, Stats,
+};
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
-use crate::propagation::{self, SpanContext, Trust};
+use crate::propagation::{self, Propagator, SpanContext, Trust};
 use crate::route::Params;
+use crate::sampler::Sampler;
 use crate::semconv as sc;
 use crate::url::strip_query;
 use std::rc::Rc;
@@ -97,17 +100,73 @@ impl Method {
     }
 }
 
-/// Request-headers phase. Never fails: at worst the request is traced as a new root.
-pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveRequest {
-    let headers = host.request_headers().unwrap_or_else(|e| {
+/// How request start reads the request headers.
+enum StartHeaders {
+    /// The whole map, before sampling: every recorded request needs it, and it is one host
+    /// call however many headers the request has.
+    Map(HeaderMap),
+    /// `traceparent` and `tracestate` alone (two small host calls); the map follows only if
+    /// the request is recorded. See [`lean_start`].
+    Context(ContextHeaders),
+}
+
+impl propagation::Extractor for StartHeaders {
+    fn get_all(&self, name: &str) -> Vec<&[u8]> {
+        match self {
+            StartHeaders::Map(m) => m.get_all(name).collect(),
+            StartHeaders::Context(c) => c.get_all(name),
+        }
+    }
+}
+
+/// True when request start reads only the trace context before sampling, and the header map
+/// only for requests it records. The map read serialises every header into the VM (the most
+/// expensive host call of the start, `make bench`'s `empty_maps2` row); an unrecorded request
+/// needs nothing from it. Worth it where requests may go unrecorded (`always_off`, ratio
+/// samplers, `parentbased_always_off`) and nothing else wants the request's details:
+/// - not `always_on`/`parentbased_always_on`, which record (nearly) every request, so the
+///   context reads would come on top of the map;
+/// - not `sampler_keep_errors` (an unrecorded request may still become spans) nor
+///   `call_metrics` (every call is counted by cluster);
+/// - `propagators` is `tracecontext` alone (B3 reads and removes other headers);
+/// - not the upstream-filter placement (an attempt is numbered from its headers).
+fn lean_start(config: &Config) -> bool {
+    config.mode != Mode::UpstreamFilter
+        && !config.keep_errors
+        && !config.call_metrics
+        && config.propagation.propagators == [Propagator::TraceContext]
+        && !matches!(
+            config.sampler,
+            Sampler::AlwaysOn | Sampler::ParentBasedAlwaysOn
+        )
+}
+
+fn read_request_headers(host: &dyn Host) -> HeaderMap {
+    host.request_headers().unwrap_or_else(|e| {
         // Unreadable headers: trace the request as a new root; never fail it.
         log::debug!("request headers unreadable ({e}); starting a new trace");
         HeaderMap::default()
-    });
+    })
+}
+
+/// The route a path matches (first match wins) and its parameters.
+fn match_route(config: &Config, path: &str) -> (Option<usize>, Params) {
+    match config.routes.find_index(path) {
+        Some((i, p)) => (Some(i), p),
+        None => (None, Params::new()),
+    }
+}
+
+/// Request-headers phase. Never fails: at worst the request is traced as a new root.
+pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveRequest {
+    let read = if lean_start(config) {
+        StartHeaders::Context(ContextHeaders::read(host))
+    } else {
+        StartHeaders::Map(read_request_headers(host))
+    };
     // --- propagation (rules in crate::propagation) ---
     let settings = &config.propagation;
-    let incoming =
-        propagation::incoming(&settings.propagators, settings.trust, &HeaderList(&headers));
+    let incoming = propagation::incoming(&settings.propagators, settings.trust, &read);
     for problem in &incoming.problems {
         if let Some(c) = problem.counter() {
             stats.add(c, 1);
@@ -120,18 +179,27 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let parent = incoming.parent.as_ref();
     // --- end propagation ---
     let ids = RequestIds::from_random(host.random_bytes());
-    let start_ns = host.now_nanos();
-
-    let raw_method = headers.get(":method").unwrap_or("GET");
-    let full_path = super::placement::downstream_path(config.mode, &headers);
-    let path = strip_query(full_path).to_string();
-    let (route, params) = match config.routes.find_index(&path) {
-        Some((i, p)) => (Some(i), p),
-        None => (None, Params::new()),
-    };
     let trace_id = parent.map_or(ids.trace_id, |p| p.trace_id);
-    let ratio = route
-        .and_then(|i| config.routes.routes.get(i))
+
+    // A per-route ratio needs the route before sampling: from the map, or (lean start) from
+    // `:path` alone when some route has a ratio.
+    let early_route = match &read {
+        StartHeaders::Map(h) => Some(match_route(
+            config,
+            strip_query(super::placement::downstream_path(config.mode, h)),
+        )),
+        StartHeaders::Context(_) if config.routes.routes.iter().any(|r| r.ratio.is_some()) => {
+            let path = property_string(host.request_header(":path"));
+            Some(match_route(
+                config,
+                strip_query(path.as_deref().unwrap_or("/")),
+            ))
+        }
+        StartHeaders::Context(_) => None,
+    };
+    let ratio = early_route
+        .as_ref()
+        .and_then(|(i, _)| i.and_then(|i| config.routes.routes.get(i)))
         .and_then(|r| r.ratio)
         .unwrap_or(config.ratio);
     let recorded = config
@@ -140,6 +208,19 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     if !recorded {
         stats.add(Counter::RequestsNotSampled, 1);
     }
+    let headers = match read {
+        StartHeaders::Map(h) => h,
+        StartHeaders::Context(context) if !recorded => {
+            return unrecorded(config, host, stats, &incoming, &ids, &context);
+        }
+        StartHeaders::Context(_) => read_request_headers(host),
+    };
+    let start_ns = host.now_nanos();
+
+    let raw_method = headers.get(":method").unwrap_or("GET");
+    let full_path = super::placement::downstream_path(config.mode, &headers);
+    let path = strip_query(full_path).to_string();
+    let (route, params) = early_route.unwrap_or_else(|| match_route(config, &path));
 
     let server_span_id = config.mode.has_server_span().then_some(ids.server_span_id);
     let cluster = match config.mode {
@@ -206,29 +287,107 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             );
         }
     }
-    if config.access_log_ids {
-        expose_ids(host, &req);
-    }
-
-    if let Some(root) = req
-        .server_span_id
-        .or(req.client.as_ref().map(|c| c.span_id))
-    {
-        log::debug!(
-            "Span Context: {{ traceId: '{}', spanId: '{}' }}",
-            req.trace_id,
-            root
-        );
-    }
     // The span the upstream continues: our CLIENT span, or (inbound sidecar) our SERVER span.
-    let propagate = match (&req.client, config.mode) {
-        (Some(c), _) => Some((c.span_id, c.target.service_label())),
+    let client_target = req
+        .client
+        .as_ref()
+        .map(|c| (c.span_id, Rc::clone(&c.target)));
+    let propagate = match (&client_target, config.mode) {
+        (Some((span_id, target)), _) => Some((*span_id, target.service_label())),
         (None, Mode::SidecarInbound) => req.server_span_id.map(|s| (s, "local service")),
         (None, Mode::Gateway) if config.client_spans == ClientSpans::UpstreamFilter => {
             req.server_span_id.map(|s| (s, "the upstream filter"))
         }
         _ => None,
     };
+    let hop = req
+        .server_span_id
+        .or(req.client.as_ref().map(|c| c.span_id));
+    announce(
+        config,
+        host,
+        stats,
+        &mut req,
+        hop,
+        propagate,
+        &HeaderList(&headers),
+    );
+    req
+}
+
+/// A request [`lean_start`] found unrecorded: nothing will be written for it, so nothing more
+/// is read (no header map, no cluster, no clock). Only the trace context goes on upstream, with
+/// the span id a recorded request would have sent.
+fn unrecorded(
+    config: &Config,
+    host: &mut dyn Host,
+    stats: &dyn Stats,
+    incoming: &propagation::Incoming,
+    ids: &RequestIds,
+    present: &ContextHeaders,
+) -> ActiveRequest {
+    let parent = incoming.parent.as_ref();
+    let server_span_id = config.mode.has_server_span().then_some(ids.server_span_id);
+    // What `start` propagates, less the cluster check: an unrecorded request's CLIENT span id
+    // is sent even when the route has no upstream (then nobody reads it).
+    let propagate = match config.mode {
+        Mode::SidecarInbound => server_span_id.map(|s| (s, "local service")),
+        Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => {
+            server_span_id.map(|s| (s, "the upstream filter"))
+        }
+        _ => Some((ids.client_span_id, "the upstream")),
+    };
+    let mut req = ActiveRequest {
+        recorded: false,
+        trace_id: parent.map_or(ids.trace_id, |p| p.trace_id),
+        trace_state: parent.and_then(|p| p.trace_state.clone()),
+        trace_flags: propagation::outgoing_flags(parent, false),
+        link: incoming.link.clone(),
+        response_header: None,
+        parent_span_id: parent.map(|p| p.span_id),
+        server_span_id,
+        client: None,
+        start_ns: 0,
+        response_end_ns: None,
+        method: Method {
+            value: String::new(),
+            original: None,
+        },
+        path: String::new(),
+        route: None,
+        scheme: String::new(),
+        authority: String::new(),
+        user_agent: None,
+        request_headers: Vec::new(),
+    };
+    let hop = server_span_id.or(propagate.map(|(s, _)| s));
+    announce(config, host, stats, &mut req, hop, propagate, present);
+    req
+}
+
+/// The end of request start, for every request: trace ids into filter state (for the access
+/// log), the trace context injected upstream, the response trace header decided. `hop` is this
+/// hop's own span (SERVER, else CLIENT); `propagate` the span the upstream continues.
+fn announce(
+    config: &Config,
+    host: &mut dyn Host,
+    stats: &dyn Stats,
+    req: &mut ActiveRequest,
+    hop: Option<SpanId>,
+    propagate: Option<(SpanId, &str)>,
+    present: &dyn propagation::Extractor,
+) {
+    let settings = &config.propagation;
+    if config.access_log_ids {
+        expose_ids(host, req.trace_id, hop);
+    }
+    if let Some(root) = hop {
+        log::debug!(
+            "Span Context: {{ traceId: '{}', spanId: '{}' }}",
+            req.trace_id,
+            root
+        );
+    }
     if let Some((span_id, to)) = propagate {
         let ctx = SpanContext {
             trace_id: req.trace_id,
@@ -239,7 +398,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         let mut injector = HostInjector {
             host,
             failed: None,
-            present: &headers,
+            present,
         };
         propagation::inject(&settings.propagators, &ctx, &mut injector);
         if let Some(e) = injector.failed {
@@ -253,10 +412,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         );
     }
     // The span the client called: SERVER, or CLIENT when there is no SERVER span.
-    if let Some(span_id) = req
-        .server_span_id
-        .or(req.client.as_ref().map(|c| c.span_id))
-    {
+    if let Some(span_id) = hop {
         let ctx = SpanContext {
             trace_id: req.trace_id,
             span_id,
@@ -265,7 +421,6 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         };
         req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
     }
-    req
 }
 
 /// Filter-state keys for the access log (`%FILTER_STATE(wasm.gateway_tracing.trace_id:PLAIN)%`;
@@ -275,12 +430,8 @@ pub const FILTER_STATE_SPAN_ID: &str = "gateway_tracing.span_id";
 
 /// Puts the trace id and this hop's span id (SERVER, else CLIENT) in filter state, so Envoy's
 /// access log can print them, also for local replies.
-fn expose_ids(host: &mut dyn Host, req: &ActiveRequest) {
-    let span = req
-        .server_span_id
-        .or(req.client.as_ref().map(|c| c.span_id));
-    let mut result =
-        host.set_filter_state(FILTER_STATE_TRACE_ID, req.trace_id.to_string().as_bytes());
+fn expose_ids(host: &mut dyn Host, trace_id: TraceId, span: Option<SpanId>) {
+    let mut result = host.set_filter_state(FILTER_STATE_TRACE_ID, trace_id.to_string().as_bytes());
     if let Some(span) = span {
         result =
             result.and(host.set_filter_state(FILTER_STATE_SPAN_ID, span.to_string().as_bytes()));

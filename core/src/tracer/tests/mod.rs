@@ -11,6 +11,7 @@ mod completion;
 mod modes;
 mod naming;
 mod propagation;
+mod reads;
 mod sampling;
 mod status;
 
