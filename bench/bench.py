@@ -115,6 +115,8 @@ CONFIGS = [
     # Price of host calls: the empty filter plus 8 property reads / 2 header-map reads at log.
     ("empty_props8", "empty filter + 8 `get_property` per request",
      {"wasm": ("empty_filter", EMPTY_WASM, "props=8")}),
+    ("empty_expr1", "empty filter + 1 CEL `expr_evaluate` of the same 8 attributes per request",
+     {"wasm": ("empty_filter", EMPTY_WASM, "expr=1")}),
     ("empty_maps2", "empty filter + 2 request-header-map reads per request",
      {"wasm": ("empty_filter", EMPTY_WASM, "maps=2")}),
     ("gt_always_on", "gateway-tracing, `sampler: always_on`",

@@ -3,7 +3,9 @@
 //!
 //! Its plugin configuration can add host calls at log time, so `make bench` can price them:
 //! `"props=N maps=M"` reads `response.code` N times and the request-header map M times per
-//! request (rows `empty_props8`, `empty_maps2`).
+//! request (rows `empty_props8`, `empty_maps2`); `"expr=N"` evaluates, N times at log, one CEL
+//! expression that reads the same 8 log-phase attributes as gateway-tracing, through Envoy's
+//! `expr_create`/`expr_evaluate` foreign functions (row `empty_expr1`).
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
@@ -17,7 +19,15 @@ proxy_wasm::main! {{
 struct EmptyRoot {
     props: usize,
     maps: usize,
+    exprs: usize,
+    /// The compiled expression's token (`expr_create`), when `exprs` > 0 and Envoy has CEL.
+    token: Option<u32>,
 }
+
+static LOGGED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Eight log-phase attributes in one CEL list (absent ones as "").
+const LOG_EXPR: &str = r#"[response.code, response.flags, has(upstream.address) ? upstream.address : "", has(upstream.tls_version) ? upstream.tls_version : "", request.path, request.host, source.address, request.protocol]"#;
 
 impl Context for EmptyRoot {}
 
@@ -33,7 +43,19 @@ impl RootContext for EmptyRoot {
             match (k, v) {
                 (Some("props"), Some(n)) => self.props = n,
                 (Some("maps"), Some(n)) => self.maps = n,
+                (Some("expr"), Some(n)) => self.exprs = n,
                 _ => {}
+            }
+        }
+        if self.exprs > 0 {
+            match proxy_wasm::hostcalls::call_foreign_function("expr_create", Some(LOG_EXPR.as_bytes())) {
+                Ok(Some(b)) if b.len() == 4 => {
+                    self.token = Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                    proxy_wasm::hostcalls::log(LogLevel::Warn, "empty filter: CEL expression created").ok();
+                }
+                other => {
+                    proxy_wasm::hostcalls::log(LogLevel::Error, &format!("empty filter: expr_create failed: {other:?}")).ok();
+                }
             }
         }
         true
@@ -63,6 +85,15 @@ impl HttpContext for EmptyFilter {
     fn on_log(&mut self) {
         for _ in 0..self.cfg.props {
             std::hint::black_box(self.get_property(vec!["response", "code"]));
+        }
+        if let Some(token) = self.cfg.token {
+            for _ in 0..self.cfg.exprs {
+                let r = proxy_wasm::hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()));
+                if !LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    proxy_wasm::hostcalls::log(LogLevel::Warn, &format!("empty filter: first expr_evaluate: {r:?}")).ok();
+                }
+                std::hint::black_box(r.ok());
+            }
         }
         for _ in 0..self.cfg.maps {
             std::hint::black_box(self.get_http_request_headers_bytes());

@@ -182,6 +182,9 @@ pub struct Config {
     pub exporter: ExporterConfig,
     /// `propagators`, `trust`, `response_trace_header`.
     pub propagation: crate::propagation::Settings,
+    /// What request start reads in one host call for this configuration; built on first use
+    /// by `tracer::start_batch`.
+    pub start_batch: std::cell::OnceCell<crate::host::Batch>,
 }
 
 impl Config {
@@ -351,6 +354,7 @@ pub fn validate(
         clusters,
         exporter,
         propagation,
+        start_batch: std::cell::OnceCell::new(),
     })
 }
 

@@ -152,3 +152,122 @@ fn code_details_are_read_only_when_they_can_say_something() {
         "flags set: read"
     );
 }
+
+/// The log phase reads its attributes in one batch where Envoy has CEL, one by one where it
+/// has not; both give the same completion.
+#[test]
+fn batched_and_one_by_one_reads_agree() {
+    struct Row {
+        code: Option<u64>,
+        flags: u64,
+        details: Option<&'static str>,
+        upstream: Option<&'static str>,
+        tls: Option<&'static str>,
+        reason: &'static str,
+    }
+    #[rustfmt::skip]
+    let rows = [
+        Row { code: Some(200), flags: 0, details: Some("via_upstream"), upstream: Some("10.0.0.7:8080"), tls: None, reason: "a plain upstream answer" },
+        Row { code: Some(200), flags: 0, details: Some("via_upstream"), upstream: Some("10.0.0.7:8443"), tls: Some("TLSv1.3"), reason: "over TLS" },
+        Row { code: Some(200), flags: 0x10000, details: Some("via_upstream"), upstream: Some("10.0.0.7:8080"), tls: None, reason: "a flag on a 200 (downstream went away)" },
+        Row { code: Some(503), flags: 0x20, details: Some("upstream_reset_before_response_started{connection_failure}"), upstream: None, tls: None, reason: "no upstream connection" },
+        Row { code: Some(404), flags: 0x10, details: Some("route_not_found"), upstream: None, tls: Some("TLSv1.3"), reason: "a local reply: no upstream, so no TLS either" },
+        Row { code: None, flags: 0, details: None, upstream: None, tls: None, reason: "nothing was answered" },
+    ];
+    for Row {
+        code,
+        flags,
+        details,
+        upstream,
+        tls,
+        reason,
+    } in rows
+    {
+        let mut host = MockHost::new()
+            .header(":path", "/products/p-1?x=1")
+            .header(":authority", "products.internal")
+            .property_u64(&["response", "flags"], flags)
+            .property(&["source", "address"], b"192.0.2.10:51234")
+            .property(&["request", "protocol"], b"HTTP/1.1")
+            .now(END);
+        if let Some(c) = code {
+            host = host.property_u64(&["response", "code"], c);
+        }
+        for (path, value) in [
+            (&["response", "code_details"], details),
+            (&["upstream", "address"], upstream),
+            (&["upstream", "tls_version"], tls),
+        ] {
+            if let Some(v) = value {
+                host = host.property(path, v.as_bytes());
+            }
+        }
+        let cfg = config(GATEWAY);
+        let one_by_one = host.clone().without_batches();
+        let batched = Completion::read(&host, &cfg);
+        let single = Completion::read(&one_by_one, &cfg);
+        assert_eq!(batched, single, "{reason}");
+        assert_eq!(
+            (host.batch_reads.get(), host.property_reads.get()),
+            (1, 0),
+            "{reason}: one batch, no single reads"
+        );
+        assert_eq!(one_by_one.batch_reads.get(), 0, "{reason}");
+        assert!(one_by_one.property_reads.get() >= 6, "{reason}");
+        assert_eq!(batched.upstream_path.as_deref(), Some("/products/p-1?x=1"));
+        assert_eq!(
+            batched.upstream_tls,
+            upstream.is_some() && tls.is_some(),
+            "{reason}"
+        );
+    }
+}
+
+/// The CEL list Envoy compiles: each attribute guarded by `has()`, so a missing one reads as
+/// "" instead of failing the list; and every batch sits at its id in `BATCHES`.
+#[test]
+fn log_batch_is_one_guarded_cel_list() {
+    let expr = LOG_BATCH.expression();
+    assert!(
+        expr.starts_with(r#"[has(response.code) ? response.code : "", "#),
+        "{expr}"
+    );
+    assert!(
+        expr.ends_with(r#"has(request.protocol) ? request.protocol : ""]"#),
+        "{expr}"
+    );
+    assert_eq!(expr.matches("has(").count(), LOG_BATCH.len());
+    for (i, batch) in batches(&config(GATEWAY)).iter().enumerate() {
+        assert_eq!(batch.id, i, "batch ids index the glue's token table");
+    }
+}
+
+/// What Envoy 1.40 returned for the 8-attribute probe list (`make bench`'s `empty_expr1`
+/// filter, first evaluation): a 200 from 127.0.0.1:21010 without TLS.
+#[test]
+fn decode_list_reads_envoys_serialisation() {
+    let mut buf = vec![8, 0, 0, 0];
+    let items: [&[u8]; 8] = [
+        &200u64.to_le_bytes(),
+        &0u64.to_le_bytes(),
+        b"127.0.0.1:21010",
+        b"",
+        b"/bench",
+        b"127.0.0.1:21000",
+        b"127.0.0.1:52706",
+        b"HTTP/1.1",
+    ];
+    for item in items {
+        buf.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+    }
+    for item in items {
+        buf.extend_from_slice(item);
+        buf.extend_from_slice(&[0, 0]);
+    }
+    let values = crate::host::decode_list(buf);
+    assert_eq!(values, items.map(<[u8]>::to_vec).to_vec());
+    assert_eq!(crate::host::property_u64(&values[0]), Some(200));
+    // Truncated input: what was read so far, never a panic.
+    assert!(crate::host::decode_list(vec![8, 0, 0]).is_empty());
+}
