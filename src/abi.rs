@@ -61,40 +61,6 @@ extern "C" {
     ) -> u32;
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    fn proxy_call_foreign_function(
-        name: *const u8,
-        name_size: usize,
-        args: *const u8,
-        args_size: usize,
-        results: *mut *mut u8,
-        results_size: *mut usize,
-    ) -> u32;
-}
-
-/// Calls one of Envoy's foreign functions (`expr_create`, `expr_evaluate`, …); `Ok(None)` when
-/// it returned nothing. Any status is an error value, never a panic (the SDK's version
-/// panics on statuses it does not expect, such as a failed CEL evaluation).
-pub fn foreign_function(name: &str, args: &[u8]) -> Result<Option<Vec<u8>>, HostError> {
-    let (mut data, mut size) = (std::ptr::null_mut(), 0usize);
-    // SAFETY: pointers and lengths of live buffers; out-pointers to locals.
-    let status = unsafe {
-        proxy_call_foreign_function(
-            name.as_ptr(),
-            name.len(),
-            args.as_ptr(),
-            args.len(),
-            &mut data,
-            &mut size,
-        )
-    };
-    match status {
-        OK => Ok(take(data, size)),
-        s => Err(error("call_foreign_function", s)),
-    }
-}
-
 fn error(call: &'static str, status: u32) -> HostError {
     let kind = match status {
         NOT_FOUND => HostErrorKind::NotFound,

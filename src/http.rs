@@ -80,7 +80,7 @@ impl Context for Http {
             return true;
         };
         if req.wants_completion(&shared.config) {
-            let done = tracer::attempt_completion(&shared.host(), &req, self.attempt_status);
+            let done = tracer::attempt_completion(&ProxyHost, &req, self.attempt_status);
             Self::export(shared, &req, &done);
         }
         true
@@ -93,13 +93,11 @@ impl HttpContext for Http {
             let (config, stats) = (&shared.config, &shared.stats);
             self.active = Some(if config.mode == Mode::UpstreamFilter {
                 BOOK.with(|book| match book.try_borrow_mut() {
-                    Ok(mut book) => {
-                        tracer::start_attempt(config, &mut shared.host(), stats, &mut book)
-                    }
-                    Err(_) => tracer::start(config, &mut shared.host(), stats),
+                    Ok(mut book) => tracer::start_attempt(config, &mut ProxyHost, stats, &mut book),
+                    Err(_) => tracer::start(config, &mut ProxyHost, stats),
                 })
             } else {
-                tracer::start(config, &mut shared.host(), stats)
+                tracer::start(config, &mut ProxyHost, stats)
             });
         }
         Action::Continue
@@ -113,7 +111,7 @@ impl HttpContext for Http {
             .and_then(|r| r.response_header.as_ref())
         {
             use gateway_tracing_core::host::Host;
-            if let Err(e) = ProxyHost::new(&[]).add_response_header(name, value, *replace) {
+            if let Err(e) = ProxyHost.add_response_header(name, value, *replace) {
                 log::debug!("could not add the {name} response header: {e}");
             }
         }
@@ -152,11 +150,11 @@ impl HttpContext for Http {
         if shared.config.mode == Mode::UpstreamFilter {
             // Not called by Envoy 1.40 for upstream filters; should a later Envoy call it,
             // the attempt ends here with the same reads as in `on_done`.
-            let done = tracer::attempt_completion(&shared.host(), &req, self.attempt_status);
+            let done = tracer::attempt_completion(&ProxyHost, &req, self.attempt_status);
             Self::export(shared, &req, &done);
             return;
         }
-        let done = Completion::read(&shared.host(), &shared.config);
+        let done = Completion::read(&ProxyHost, &shared.config);
         if let Some(call) = calls::record(&shared.config, &req, &done) {
             shared.calls.record(&call);
         }

@@ -5,10 +5,9 @@
 use crate::abi;
 use gateway_tracing_core::config::Config;
 use gateway_tracing_core::host::{
-    decode_list, Batch, ExportHost, ExportRequest, HeaderMap, Host, HostError, HostErrorKind, Stats,
+    ExportHost, ExportRequest, HeaderMap, Host, HostError, HostErrorKind, Stats,
 };
 use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
-use gateway_tracing_core::tracer;
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
@@ -64,59 +63,10 @@ impl IdRng {
     }
 }
 
-/// The per-request host: header maps and properties of the current HTTP stream, and the
-/// attribute batches compiled for this plugin configuration (see [`compile_batches`]).
-#[derive(Clone, Copy)]
-pub struct ProxyHost<'a> {
-    /// `expr_create` tokens by batch id; `None` where Envoy could not compile the batch.
-    batches: &'a [Option<u32>],
-}
+/// The per-request host: header maps and properties of the current HTTP stream.
+pub struct ProxyHost;
 
-impl<'a> ProxyHost<'a> {
-    /// A host without attribute batches (root-context uses).
-    pub const PLAIN: ProxyHost<'static> = ProxyHost { batches: &[] };
-
-    pub fn new(batches: &'a [Option<u32>]) -> ProxyHost<'a> {
-        ProxyHost { batches }
-    }
-}
-
-/// Compiles the tracer's attribute batches for the plugin configuration being applied
-/// (`expr_create`, Envoy's CEL; an expression belongs to the root context that created it).
-/// An Envoy built without CEL refuses: the tracer then reads those attributes one by one,
-/// slower but the same, and this says so once per configuration.
-pub fn compile_batches(config: &Config) -> Vec<Option<u32>> {
-    tracer::batches(config)
-        .iter()
-        .map(|batch| {
-            let expression = batch.expression();
-            let created = abi::foreign_function("expr_create", expression.as_bytes());
-            let token = match &created {
-                Ok(Some(bytes)) => <[u8; 4]>::try_from(bytes.as_slice()).ok(),
-                _ => None,
-            };
-            match (token, created) {
-                (Some(token), _) => {
-                    log::debug!("attribute batch {} compiled: {expression}", batch.id);
-                    Some(u32::from_le_bytes(token))
-                }
-                (None, created) => {
-                    let why = match created {
-                        Err(e) => e.to_string(),
-                        Ok(_) => "no token".to_string(),
-                    };
-                    log::info!(
-                        "Envoy could not compile attribute batch {} ({why}); reading those attributes one by one (slower)",
-                        batch.id
-                    );
-                    None
-                }
-            }
-        })
-        .collect()
-}
-
-impl Host for ProxyHost<'_> {
+impl Host for ProxyHost {
     fn now_nanos(&self) -> u64 {
         now_nanos()
     }
@@ -145,13 +95,6 @@ impl Host for ProxyHost<'_> {
 
     fn request_headers(&self) -> Result<HeaderMap, HostError> {
         abi::header_map(abi::REQUEST_HEADERS)
-    }
-
-    fn attributes(&self, batch: &Batch) -> Result<Option<Vec<Vec<u8>>>, HostError> {
-        let Some(Some(token)) = self.batches.get(batch.id) else {
-            return Ok(None);
-        };
-        Ok(abi::foreign_function("expr_evaluate", &token.to_le_bytes())?.map(decode_list))
     }
 
     fn response_headers(&self) -> Result<HeaderMap, HostError> {

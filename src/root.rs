@@ -3,9 +3,7 @@
 //! receives export responses.
 
 use crate::http::Http;
-use crate::proxy_host::{
-    compile_batches, now_nanos, CallMetrics, ProxyExport, ProxyHost, ProxyStats,
-};
+use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyHost, ProxyStats};
 use crate::shared::Shared;
 use gateway_tracing_core::config;
 use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
@@ -154,14 +152,13 @@ impl RootContext for Root {
         };
         let flush_interval = config.exporter.flush_interval;
         let mut exporter = Exporter::new(&config);
-        let seed = ProxyHost::PLAIN
+        let seed = ProxyHost
             .random_bytes()
             .iter()
             .take(8)
             .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
         exporter.seed(seed);
         let exporter = RefCell::new(exporter);
-        let batches = compile_batches(&config);
         let calls = if config.call_metrics {
             CallMetrics::define(&config)
         } else {
@@ -172,7 +169,6 @@ impl RootContext for Root {
             exporter,
             stats: ProxyStats::define(),
             calls,
-            batches,
         }));
         if let Err(s) = hostcalls::set_tick_period(flush_interval) {
             log::error!("could not start the export timer: {s:?}");

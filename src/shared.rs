@@ -2,7 +2,7 @@
 //! exporter, the counters and the call metrics. Owned by the root context (`root.rs`), read
 //! by every request (`http.rs`).
 
-use crate::proxy_host::{CallMetrics, ProxyHost, ProxyStats};
+use crate::proxy_host::{CallMetrics, ProxyStats};
 use gateway_tracing_core::config::Config;
 use gateway_tracing_core::exporter::Exporter;
 use std::cell::RefCell;
@@ -14,14 +14,4 @@ pub struct Shared {
     pub stats: ProxyStats,
     /// Per-target call metrics; empty unless `call_metrics` is on.
     pub calls: CallMetrics,
-    /// The tracer's attribute batches as compiled for this configuration (`expr_create`
-    /// tokens by batch id).
-    pub batches: Vec<Option<u32>>,
-}
-
-impl Shared {
-    /// The per-request host, with this configuration's attribute batches.
-    pub fn host(&self) -> ProxyHost<'_> {
-        ProxyHost::new(&self.batches)
-    }
 }

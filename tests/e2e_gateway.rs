@@ -557,19 +557,4 @@ fn gateway_traces_every_request_in_real_envoy() {
         "propagation logged"
     );
     assert!(log.contains("Propagating trace context to CartDurableObject: "));
-    // The log-phase attributes came as one CEL batch (Envoy 1.40 has `expr_create`), and every
-    // assertion on status, flags, addresses and url.full above was read through it.
-    assert!(
-        log.contains("attribute batch 0 compiled: [has(response.code)"),
-        "log attributes batched"
-    );
-    assert!(
-        log.contains("attribute batch 1 compiled: [has(xds.cluster_name)"),
-        "request headers batched"
-    );
-    assert!(!log.contains("could not compile attribute batch"));
-    assert!(
-        !log.contains("unreadable as a batch"),
-        "every batch evaluated (no fallback)"
-    );
 }

@@ -3,7 +3,6 @@
 //! them with in-memory mocks. Nothing outside `filter` names `proxy_wasm`.
 
 use crate::metrics::{Counter, Gauge, Histogram};
-use std::borrow::Cow;
 use std::time::Duration;
 
 /// Per-request host access (one HTTP stream).
@@ -24,10 +23,6 @@ pub trait Host {
     fn request_header_joined(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// All request headers, in order, duplicates kept, values as bytes.
     fn request_headers(&self) -> Result<HeaderMap, HostError>;
-    /// Every attribute of `batch` in one host call, in order, raw as [`Host::property`] gives
-    /// them, empty where Envoy has none. `Ok(None)` when this host cannot batch (an Envoy
-    /// built without CEL): the caller reads the attributes one by one.
-    fn attributes(&self, batch: &Batch) -> Result<Option<Vec<Vec<u8>>>, HostError>;
     /// Replaces every value of a request header with `value`; `None` removes the header.
     fn set_request_header(&mut self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     /// All response headers (log phase), in order, duplicates kept.
@@ -120,79 +115,6 @@ impl std::fmt::Display for HostError {
 }
 
 impl std::error::Error for HostError {}
-
-/// A fixed list of Envoy attributes and request headers read in one host call instead of one
-/// call each. In Envoy it is a CEL list compiled once per plugin configuration (`expr_create`)
-/// and evaluated per request (`expr_evaluate`): `make bench` prices 8 property reads at about
-/// ten times one evaluation of the same 8 attributes (rows `empty_props8`, `empty_expr1`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// Index of the batch in the host glue's table of compiled expressions.
-    pub id: usize,
-    pub items: Cow<'static, [BatchItem]>,
-}
-
-/// One value of a [`Batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchItem {
-    /// An attribute path, as for [`Host::property`].
-    Property(&'static [&'static str]),
-    /// Every value of a request header (lower-case name), joined with `,` as Envoy's
-    /// `request.headers` gives it (see [`Host::request_header_joined`]), behind a `+` when the
-    /// header is present (so an empty value is told from an absent header); `""` when absent.
-    RequestHeader(Cow<'static, str>),
-}
-
-impl Batch {
-    /// The CEL list: every item, or `""` where Envoy has none (`has()` / `in`, so that one
-    /// missing value does not fail the whole list).
-    pub fn expression(&self) -> String {
-        let items: Vec<String> = self
-            .items
-            .iter()
-            .map(|item| match item {
-                BatchItem::Property(p) => {
-                    let path = p.join(".");
-                    format!("has({path}) ? {path} : \"\"")
-                }
-                BatchItem::RequestHeader(name) => {
-                    // Header names are tokens (config validation); escape regardless, so a
-                    // name can never end the CEL string literal.
-                    let lit: String = name
-                        .chars()
-                        .flat_map(|c| match c {
-                            '"' | '\\' => vec!['\\', c],
-                            c => vec![c],
-                        })
-                        .collect();
-                    format!(
-                        "\"{lit}\" in request.headers ? \"+\" + request.headers[\"{lit}\"] : \"\""
-                    )
-                }
-            })
-            .collect();
-        format!("[{}]", items.join(", "))
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-}
-
-/// What Envoy's `expr_evaluate` returns for a list: the proxy-wasm pairs serialisation (as for
-/// header maps), one pair per element with the element as its name (integers as 8
-/// little-endian bytes, strings raw) and an empty value.
-pub fn decode_list(buf: Vec<u8>) -> Vec<Vec<u8>> {
-    let map = HeaderMap::from_abi(buf);
-    map.index
-        .iter()
-        .map(|&(ks, ke, _, _)| map.buf.get(ks..ke).unwrap_or(&[]).to_vec())
-        .collect()
-}
 
 /// Envoy serialises integer attributes as 8 little-endian bytes.
 pub fn property_u64(bytes: &[u8]) -> Option<u64> {

@@ -4,7 +4,7 @@
 //!
 //! Compiled for tests, and for the host micro-benchmarks with the `testing` feature.
 use crate::config::Config;
-use crate::host::{Batch, BatchItem, HeaderMap, Host, HostError, HostErrorKind, Stats};
+use crate::host::{HeaderMap, Host, HostError, HostErrorKind, Stats};
 use crate::metrics::Counter;
 use crate::otlp::{Event, Span};
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -33,15 +33,10 @@ pub struct MockHost {
     /// The response headers added (`add_response_header`), replacement applied.
     pub added_response_headers: Vec<(String, String)>,
     /// Host reads so far, by kind: whole request-header maps, joined single headers
-    /// (`request_header_joined`), single values (properties and headers by name). What the
-    /// tracer's read budget tests count.
+    /// (`request_header_joined`), properties. What the tracer's read budget tests count.
     pub map_reads: std::cell::Cell<usize>,
     pub joined_reads: std::cell::Cell<usize>,
     pub property_reads: std::cell::Cell<usize>,
-    /// Batched reads ([`Host::attributes`]).
-    pub batch_reads: std::cell::Cell<usize>,
-    /// Whether [`Host::attributes`] answers (Envoy with CEL) or returns `Ok(None)`.
-    batches: bool,
 }
 
 impl Default for MockHost {
@@ -66,33 +61,7 @@ impl MockHost {
             map_reads: Default::default(),
             joined_reads: Default::default(),
             property_reads: Default::default(),
-            batch_reads: Default::default(),
-            batches: true,
         }
-    }
-
-    /// A host that cannot batch attribute reads (an Envoy without CEL).
-    pub fn without_batches(mut self) -> Self {
-        self.batches = false;
-        self
-    }
-
-    /// Every value of a request header joined with ',' (Envoy's `request.headers[name]`).
-    fn joined(&self, name: &str) -> Option<Vec<u8>> {
-        let values: Vec<&[u8]> = self
-            .headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-            .collect();
-        (!values.is_empty()).then(|| values.join(&b","[..]))
-    }
-
-    fn header_value(&self, name: &str) -> Option<Vec<u8>> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
     }
 
     /// Appends a request header (duplicates are kept, in order).
@@ -187,45 +156,22 @@ impl Host for MockHost {
     }
 
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
-        self.property_reads.set(self.property_reads.get() + 1);
-        Ok(self.header_value(name))
+        Ok(self
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone()))
     }
 
     fn request_header_joined(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
         self.joined_reads.set(self.joined_reads.get() + 1);
-        Ok(self.joined(name))
-    }
-
-    fn attributes(&self, batch: &Batch) -> Result<Option<Vec<Vec<u8>>>, HostError> {
-        if !self.batches {
-            return Ok(None);
-        }
-        self.batch_reads.set(self.batch_reads.get() + 1);
-        // What Envoy's CEL gives: `request.path`/`request.host` are the `:path`/`:authority`
-        // headers, `request.headers[n]` every value joined with ',', everything else the
-        // attribute; "" where absent.
-        Ok(Some(
-            batch
-                .items
-                .iter()
-                .map(|item| {
-                    let found = match item {
-                        BatchItem::Property(["request", "path"]) => self.header_value(":path"),
-                        BatchItem::Property(["request", "host"]) => self.header_value(":authority"),
-                        BatchItem::Property(p) => self
-                            .properties
-                            .get(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                            .cloned(),
-                        BatchItem::RequestHeader(name) => self.joined(name).map(|v| {
-                            let mut present = b"+".to_vec();
-                            present.extend_from_slice(&v);
-                            present
-                        }),
-                    };
-                    found.unwrap_or_default()
-                })
-                .collect(),
-        ))
+        let values: Vec<&[u8]> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+            .collect();
+        Ok((!values.is_empty()).then(|| values.join(&b","[..])))
     }
 
     fn request_headers(&self) -> Result<HeaderMap, HostError> {

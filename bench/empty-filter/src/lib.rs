@@ -37,6 +37,11 @@ impl RootContext for EmptyRoot {
             .get_plugin_configuration()
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();
+        // `cel=<expression>` (the rest of the configuration): evaluate that instead of LOG_EXPR.
+        let (text, cel) = match text.split_once("cel=") {
+            Some((head, expr)) => (head.to_string(), Some(expr.to_string())),
+            None => (text, None),
+        };
         for part in text.split_whitespace() {
             let mut kv = part.splitn(2, '=');
             let (k, v) = (kv.next(), kv.next().and_then(|v| v.parse().ok()));
@@ -48,7 +53,8 @@ impl RootContext for EmptyRoot {
             }
         }
         if self.exprs > 0 {
-            match proxy_wasm::hostcalls::call_foreign_function("expr_create", Some(LOG_EXPR.as_bytes())) {
+            let expr = cel.as_deref().unwrap_or(LOG_EXPR);
+            match proxy_wasm::hostcalls::call_foreign_function("expr_create", Some(expr.as_bytes())) {
                 Ok(Some(b)) if b.len() == 4 => {
                     self.token = Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                     proxy_wasm::hostcalls::log(LogLevel::Warn, "empty filter: CEL expression created").ok();

@@ -182,9 +182,6 @@ pub struct Config {
     pub exporter: ExporterConfig,
     /// `propagators`, `trust`, `response_trace_header`.
     pub propagation: crate::propagation::Settings,
-    /// What request start reads in one host call for this configuration; built on first use
-    /// by `tracer::start_batch`.
-    pub start_batch: std::cell::OnceCell<crate::host::Batch>,
 }
 
 impl Config {
@@ -354,7 +351,6 @@ pub fn validate(
         clusters,
         exporter,
         propagation,
-        start_batch: std::cell::OnceCell::new(),
     })
 }
 

@@ -25,13 +25,7 @@ mod start;
 mod tests;
 
 pub use attempt::{attempt_completion, start_attempt, AttemptBook};
-pub use completion::{Completion, LOG_BATCH};
-
-/// Every batch the tracer reads ([`crate::host::Batch`]) for `config`, in `id` order: the host
-/// glue compiles each once per plugin configuration.
-pub fn batches(config: &crate::config::Config) -> [&crate::host::Batch; 2] {
-    [&LOG_BATCH, start::start_batch(config)]
-}
+pub use completion::Completion;
 pub use placement::Attempt;
 pub use spans::finish;
-pub use start::{start, start_batch, ActiveRequest, ClientCall};
+pub use start::{start, ActiveRequest, ClientCall};

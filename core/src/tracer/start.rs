@@ -7,8 +7,7 @@ use super::headers::capture_headers;
 use crate::config::ClusterTarget;
 use crate::config::{ClientSpans, Config, DurableObjectId, Mode};
 use crate::host::{
-    property_string, Batch, BatchItem, ContextHeaders, HeaderList, HeaderMap, Host, HostInjector,
-    Stats,
+    property_string, ContextHeaders, HeaderList, HeaderMap, Host, HostInjector, Stats,
 };
 use crate::ids::{RequestIds, SpanId, TraceId};
 use crate::metrics::Counter;
@@ -17,7 +16,6 @@ use crate::route::Params;
 use crate::sampler::Sampler;
 use crate::semconv as sc;
 use crate::url::strip_query;
-use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Methods semconv knows; anything else is reported as `_OTHER` (and spans are named `HTTP`).
@@ -151,116 +149,6 @@ fn read_request_headers(host: &dyn Host) -> HeaderMap {
     })
 }
 
-/// The request headers start may read, and the upstream cluster, as one [`Batch`] (id 1): one
-/// host call where the header map and `xds.cluster_name` are two, and the map serialises
-/// every header. Built once per configuration: the pseudo-headers, `user-agent`, the
-/// configured propagators' headers, the allow-listed request headers and the Durable Object id
-/// headers.
-pub fn start_batch(config: &Config) -> &Batch {
-    config.start_batch.get_or_init(|| {
-        let mut items = vec![BatchItem::Property(CLUSTER_NAME)];
-        let mut names: Vec<Cow<'static, str>> = [
-            ":method",
-            ":path",
-            ":scheme",
-            ":authority",
-            "user-agent",
-            propagation::TRACEPARENT,
-            propagation::TRACESTATE,
-        ]
-        .into_iter()
-        .map(Cow::Borrowed)
-        .collect();
-        let propagators = &config.propagation.propagators;
-        if propagators.contains(&Propagator::B3) || propagators.contains(&Propagator::B3Multi) {
-            names.extend(propagation::b3::ALL_HEADERS.map(Cow::Borrowed));
-        }
-        for name in exact_headers(config) {
-            names.push(Cow::Owned(name.to_string()));
-        }
-        for name in names {
-            if !items.contains(&BatchItem::RequestHeader(name.clone())) {
-                items.push(BatchItem::RequestHeader(name));
-            }
-        }
-        Batch {
-            id: 1,
-            items: Cow::Owned(items),
-        }
-    })
-}
-
-const CLUSTER_NAME: &[&str] = &["xds", "cluster_name"];
-
-/// Headers whose values are kept one by one (recorded as arrays, or a Durable Object id taken
-/// from the first value): Envoy's joined value cannot stand in for them when it has a comma.
-fn exact_headers(config: &Config) -> impl Iterator<Item = &str> {
-    let object_ids =
-        config
-            .clusters
-            .values()
-            .filter_map(|t| match &t.durable_object.as_ref()?.id {
-                DurableObjectId::Header(h) => Some(h.as_str()),
-                DurableObjectId::RouteParam(_) => None,
-            });
-    config
-        .request_headers
-        .iter()
-        .map(String::as_str)
-        .chain(object_ids)
-}
-
-/// The request headers (as a map holding only the batch's headers) and the upstream cluster,
-/// from the start batch. `None` when the map must be read instead: the upstream-filter
-/// placement, a host without batches, or an exact header (see [`exact_headers`]) that came
-/// joined with a comma (several values, or one with a comma: the map tells which).
-fn read_batched(config: &Config, host: &dyn Host) -> Option<(HeaderMap, Option<String>)> {
-    if config.mode == Mode::UpstreamFilter {
-        return None;
-    }
-    let batch = start_batch(config);
-    let values = match host.attributes(batch) {
-        Ok(Some(values)) if values.len() == batch.len() => values,
-        Ok(_) => return None,
-        Err(e) => {
-            log::debug!("request headers unreadable as a batch ({e}); reading the map");
-            return None;
-        }
-    };
-    let mut cluster = None;
-    let mut pairs: Vec<(&str, &[u8])> = Vec::with_capacity(8);
-    for (item, value) in batch.items.iter().zip(&values) {
-        match item {
-            BatchItem::Property(_) => {
-                cluster = std::str::from_utf8(value)
-                    .ok()
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_string);
-            }
-            BatchItem::RequestHeader(name) => {
-                // Present headers come as "+" and the value; absent ones as "".
-                let Some(value) = value.strip_prefix(b"+") else {
-                    continue;
-                };
-                if value.contains(&b',') && exact_headers(config).any(|h| h == name) {
-                    return None;
-                }
-                pairs.push((name, value));
-            }
-        }
-    }
-    Some((HeaderMap::from_pairs(pairs), cluster))
-}
-
-/// Every request header start needs, and the upstream cluster when it came along (`None`: not
-/// read yet): the start batch where the host has one, the whole map otherwise.
-fn read_all(config: &Config, host: &dyn Host) -> (HeaderMap, Option<Option<String>>) {
-    match read_batched(config, host) {
-        Some((headers, cluster)) => (headers, Some(cluster)),
-        None => (read_request_headers(host), None),
-    }
-}
-
 /// The route a path matches (first match wins) and its parameters.
 fn match_route(config: &Config, path: &str) -> (Option<usize>, Params) {
     match config.routes.find_index(path) {
@@ -271,13 +159,10 @@ fn match_route(config: &Config, path: &str) -> (Option<usize>, Params) {
 
 /// Request-headers phase. Never fails: at worst the request is traced as a new root.
 pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveRequest {
-    let mut cluster_read = None;
     let read = if lean_start(config) {
         StartHeaders::Context(ContextHeaders::read(host))
     } else {
-        let (headers, cluster) = read_all(config, host);
-        cluster_read = cluster;
-        StartHeaders::Map(headers)
+        StartHeaders::Map(read_request_headers(host))
     };
     // --- propagation (rules in crate::propagation) ---
     let settings = &config.propagation;
@@ -328,11 +213,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         StartHeaders::Context(context) if !recorded => {
             return unrecorded(config, host, stats, &incoming, &ids, &context);
         }
-        StartHeaders::Context(_) => {
-            let (headers, cluster) = read_all(config, host);
-            cluster_read = cluster;
-            headers
-        }
+        StartHeaders::Context(_) => read_request_headers(host),
     };
     let start_ns = host.now_nanos();
 
@@ -346,7 +227,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         Mode::SidecarInbound => None,
         // The upstream-filter placement makes the CLIENT spans, one per attempt.
         Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => None,
-        _ => cluster_read.unwrap_or_else(|| property_string(host.property(CLUSTER_NAME))),
+        _ => property_string(host.property(&["xds", "cluster_name"])),
     };
     let client = cluster.map(|cluster| {
         let target = config.cluster_target(&cluster);
