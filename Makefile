@@ -17,7 +17,7 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench microbench fuzz
+.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench bench-profile microbench fuzz
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
@@ -26,6 +26,7 @@ help:
 	@echo "make build          build $(WASM) (release) and print its size"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
+	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
 	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers (FUZZ_SECONDS each, default 60)"
 
 ## Tools ---------------------------------------------------------------------------------------
@@ -106,6 +107,12 @@ bench-build: build
 # BENCH_CONFIGS (see bench/bench.py). Writes target/bench/bench.md and bench.json.
 bench: envoy wrk bench-build
 	timeout --signal=INT --kill-after=30 $(BENCH_TIMEOUT) python3 bench/bench.py
+
+# Where each configuration's proxy CPU goes per request (wasm code, host calls by kind, Envoy,
+# kernel), from `perf` samples: bench/profile.py. Installs Debian's linux-perf if missing.
+bench-profile: envoy wrk bench-build
+	@command -v perf >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null)
+	timeout --signal=INT --kill-after=30 $(BENCH_TIMEOUT) python3 bench/profile.py
 
 # Host-side micro-benchmark of one request through the core (start, span writing, framing).
 microbench:
