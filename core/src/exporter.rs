@@ -377,7 +377,11 @@ impl Exporter {
     /// The timer fired: send what may be sent, then set the next tick (the flush interval, or
     /// sooner when a backoff ends before it).
     pub fn on_tick(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) {
-        self.flush(host, stats, now_ns);
+        // The fast tick is for full batches; what is left over waits for the flush interval
+        // (or the next full batch), as OTel's batch span processor does: not a small export
+        // request behind every full one. A failing exporter's probe may be partial.
+        let partial = self.tick_period != FAST_FLUSH_PERIOD || self.failing.is_some();
+        self.flush(host, stats, now_ns, partial);
         let mut period = self.config.flush_interval;
         if let Some(f) = &self.failing {
             let wait = Duration::from_nanos(f.next_attempt_ns.saturating_sub(now_ns));
@@ -396,10 +400,10 @@ impl Exporter {
         stats.set(Gauge::ExportInFlight, self.in_flight.len() as u64);
     }
 
-    /// Sends batches while in-flight slots are free: retries first, then the queue. While
-    /// failing, only one probe, and only once the backoff has passed. Never sends an empty
-    /// request.
-    pub fn flush(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) {
+    /// Sends batches while in-flight slots are free: retries first, then the queue (a batch
+    /// short of `max_export_batch_size` only with `partial`). While failing, only one probe,
+    /// and only once the backoff has passed. Never sends an empty request.
+    pub fn flush(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64, partial: bool) {
         loop {
             let limit = if self.failing.is_some() && !self.draining {
                 MAX_IN_FLIGHT_FAILING
@@ -416,7 +420,7 @@ impl Exporter {
             }
             let (batch, is_retry) = match self.retry.pop_front() {
                 Some(b) => (b, true),
-                None => match self.next_batch() {
+                None => match self.next_batch(partial) {
                     Some(b) => (b, false),
                     None => break,
                 },
@@ -460,8 +464,12 @@ impl Exporter {
         self.held_spans = self.held_spans.saturating_sub(batch.spans);
     }
 
-    /// Takes up to `max_export_batch_size` spans from the queue and builds the request body.
-    fn next_batch(&mut self) -> Option<Batch> {
+    /// Takes up to `max_export_batch_size` spans from the queue and builds the request body;
+    /// `None` when the queue is empty, or holds less than a full batch and `partial` is false.
+    fn next_batch(&mut self, partial: bool) -> Option<Batch> {
+        if !partial && self.queued_spans < self.config.max_export_batch_size {
+            return None;
+        }
         let mut n = 0;
         let mut spans = 0;
         for (_, s) in &self.queue {
@@ -579,7 +587,7 @@ impl Exporter {
             );
         }
         self.draining = true;
-        self.flush(host, stats, now_ns);
+        self.flush(host, stats, now_ns, true);
         self.report(stats);
         self.is_drained()
     }
@@ -671,12 +679,13 @@ impl Exporter {
                 self.fail(batch, failure, retry_after, sent_ns, host, stats, now_ns);
             }
         }
-        // A slot freed up: send what waited for it (everything, when draining or recovered).
+        // A slot freed up: send the full batches that waited for it (everything when draining;
+        // a partial batch waits for the next tick).
         if self.draining
             || self.queued_spans >= self.config.max_export_batch_size
             || !self.retry.is_empty()
         {
-            self.flush(host, stats, now_ns);
+            self.flush(host, stats, now_ns, self.draining);
         }
         self.report(stats);
     }

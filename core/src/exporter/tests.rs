@@ -430,7 +430,18 @@ fn tick_sends_batches_and_never_empty_requests() {
         Some(&Duration::from_millis(1000)),
         "period restored"
     );
-    assert_eq!(host.count(), 2);
+    assert_eq!(
+        host.count(),
+        1,
+        "the fast tick sends the full batch, not a small request for the leftover span"
+    );
+    assert_eq!(
+        stats.gauge(Gauge::ExportQueueSpans),
+        3,
+        "3 held: 2 in flight, 1 queued"
+    );
+    e.on_tick(&host, &stats, 0);
+    assert_eq!(host.count(), 2, "the leftover goes at the flush interval");
     let sent = host.sent.borrow();
     let (cluster, _, body) = &sent[0];
     assert_eq!(cluster, "otel");
@@ -462,7 +473,8 @@ fn a_push_of_several_spans_stays_in_one_batch() {
     let mut e = exporter(r#","max_export_batch_size":3"#);
     e.push(&spans(2), 2, &host, &stats);
     e.push(&spans(2), 2, &host, &stats);
-    e.on_tick(&host, &stats, 0);
+    e.on_tick(&host, &stats, 0); // fast tick: the first full-enough batch
+    e.on_tick(&host, &stats, 0); // flush interval: the rest
     let sent = host.sent.borrow();
     let counts: Vec<usize> = sent.iter().map(|(_, _, b)| span_count(b)).collect();
     assert_eq!(
