@@ -247,17 +247,8 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     });
 
     let mut req = ActiveRequest {
-        recorded,
-        trace_id,
-        trace_state: parent.and_then(|p| p.trace_state.clone()),
-        trace_flags: propagation::outgoing_flags(parent, recorded),
-        link: incoming.link.clone(),
-        response_header: None,
-        parent_span_id: parent.map(|p| p.span_id),
-        server_span_id,
         client,
         start_ns,
-        response_end_ns: None,
         method: Method::parse(raw_method),
         path,
         route,
@@ -277,6 +268,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         } else {
             Vec::new()
         },
+        ..ActiveRequest::traced(recorded, trace_id, &incoming, server_span_id)
     };
     if let Some(c) = &req.client {
         if c.target.durable_object.is_some() && c.durable_object_id.is_none() {
@@ -337,29 +329,8 @@ fn unrecorded(
         }
         _ => Some((ids.client_span_id, "the upstream")),
     };
-    let mut req = ActiveRequest {
-        recorded: false,
-        trace_id: parent.map_or(ids.trace_id, |p| p.trace_id),
-        trace_state: parent.and_then(|p| p.trace_state.clone()),
-        trace_flags: propagation::outgoing_flags(parent, false),
-        link: incoming.link.clone(),
-        response_header: None,
-        parent_span_id: parent.map(|p| p.span_id),
-        server_span_id,
-        client: None,
-        start_ns: 0,
-        response_end_ns: None,
-        method: Method {
-            value: String::new(),
-            original: None,
-        },
-        path: String::new(),
-        route: None,
-        scheme: String::new(),
-        authority: String::new(),
-        user_agent: None,
-        request_headers: Vec::new(),
-    };
+    let trace_id = parent.map_or(ids.trace_id, |p| p.trace_id);
+    let mut req = ActiveRequest::traced(false, trace_id, incoming, server_span_id);
     let hop = server_span_id.or(propagate.map(|(s, _)| s));
     announce(config, host, stats, &mut req, hop, propagate, present);
     req
@@ -442,6 +413,41 @@ fn expose_ids(host: &mut dyn Host, trace_id: TraceId, span: Option<SpanId>) {
 }
 
 impl ActiveRequest {
+    /// What start knows of a request before its details: the trace context in and out, the
+    /// recording decision, the SERVER span id. The rest is empty (all an unrecorded request
+    /// of the lean start keeps).
+    fn traced(
+        recorded: bool,
+        trace_id: TraceId,
+        incoming: &propagation::Incoming,
+        server_span_id: Option<SpanId>,
+    ) -> ActiveRequest {
+        let parent = incoming.parent.as_ref();
+        ActiveRequest {
+            recorded,
+            trace_id,
+            trace_state: parent.and_then(|p| p.trace_state.clone()),
+            trace_flags: propagation::outgoing_flags(parent, recorded),
+            link: incoming.link.clone(),
+            response_header: None,
+            parent_span_id: parent.map(|p| p.span_id),
+            server_span_id,
+            client: None,
+            start_ns: 0,
+            response_end_ns: None,
+            method: Method {
+                value: String::new(),
+                original: None,
+            },
+            path: String::new(),
+            route: None,
+            scheme: String::new(),
+            authority: String::new(),
+            user_agent: None,
+            request_headers: Vec::new(),
+        }
+    }
+
     /// True when the log phase must read Envoy's completion: the request was sampled, it may
     /// still be kept because it failed (`sampler_keep_errors`), or its call is counted
     /// (`call_metrics`).

@@ -87,6 +87,11 @@ pub(super) fn with_mode(mode: &str) -> Config {
     config(&GATEWAY.replacen('{', &format!(r#"{{"mode": "{mode}","#), 1))
 }
 
+/// The gateway config with extra top-level fields (`"sampler": "always_off"`, …).
+pub(super) fn with_fields(fields: &str) -> Config {
+    config(&GATEWAY.replacen('{', &format!("{{{fields},"), 1))
+}
+
 pub(super) fn with_sampler(sampler: &str) -> Config {
     config(&GATEWAY.replacen('{', &format!(r#"{{"sampler": "{sampler}","#), 1))
 }

@@ -250,10 +250,6 @@ fn inject_failure_is_counted_and_the_request_still_traced() {
 
 // --- W3C Level 2, B3, trust, response header (issue 9) ------------------------------------
 
-fn with(extra: &str) -> Config {
-    config(&GATEWAY.replacen('{', &format!("{{{extra},"), 1))
-}
-
 #[test]
 fn random_trace_id_flag_is_kept_from_the_parent() {
     struct Row {
@@ -330,7 +326,7 @@ fn b3_parent_is_continued_and_b3_goes_upstream_with_our_span() {
         for (k, v) in &headers {
             host = host.header(k, v);
         }
-        let r = run(&with(propagators), host, &answered(200));
+        let r = run(&with_fields(propagators), host, &answered(200));
         let server = r.server_span();
         assert_eq!(
             hex(&server.trace_id),
@@ -378,7 +374,7 @@ fn baggage_passes_through_untouched() {
             .header("baggage", "userId=alice,serverNode=DF%2028;p=1")
             .header("baggage", "isProduction=false");
         let r = run(
-            &with(&format!(
+            &with_fields(&format!(
                 r#""trust": "{trust}", "propagators": ["tracecontext", "b3"]"#
             )),
             host,
@@ -401,7 +397,11 @@ fn untrusted_edge_links_the_incoming_context_and_starts_a_new_trace() {
     let host = request("GET", "/api/products/p-1", Some("products"))
         .header("traceparent", PARENT_UNSAMPLED)
         .header("tracestate", "congo=t61rcWkgMzE");
-    let r = run(&with(r#""trust": "untrusted""#), host, &answered(200));
+    let r = run(
+        &with_fields(r#""trust": "untrusted""#),
+        host,
+        &answered(200),
+    );
     let (server, client) = (r.server_span(), r.client_span());
     assert!(
         r.req.recorded,
@@ -427,7 +427,7 @@ fn untrusted_edge_links_the_incoming_context_and_starts_a_new_trace() {
     // A forced -01 at the edge does not force recording when the sampler says no.
     let host = request("GET", "/api/products/p-1", Some("products")).header("traceparent", PARENT);
     let r = run(
-        &with(r#""trust": "untrusted", "sampler": "always_off""#),
+        &with_fields(r#""trust": "untrusted", "sampler": "always_off""#),
         host,
         &answered(200),
     );
@@ -440,7 +440,11 @@ fn untrusted_edge_takes_the_scheme_from_the_connection() {
     // Envoy derives :scheme from a client's x-forwarded-proto unless configured otherwise.
     let host =
         request("GET", "/api/products/p-1", Some("products")).header("x-forwarded-proto", "https");
-    let r = run(&with(r#""trust": "untrusted""#), host, &answered(200));
+    let r = run(
+        &with_fields(r#""trust": "untrusted""#),
+        host,
+        &answered(200),
+    );
     let server = r.server_span();
     assert_eq!(
         attr_str(server, sc::URL_SCHEME),
@@ -451,7 +455,11 @@ fn untrusted_edge_takes_the_scheme_from_the_connection() {
 
     let host = request("GET", "/api/products/p-1", Some("products"))
         .property(&["connection", "tls_version"], b"TLSv1.3");
-    let r = run(&with(r#""trust": "untrusted""#), host, &answered(200));
+    let r = run(
+        &with_fields(r#""trust": "untrusted""#),
+        host,
+        &answered(200),
+    );
     assert_eq!(
         attr_str(r.server_span(), sc::URL_SCHEME),
         "https",
@@ -474,7 +482,7 @@ fn untrusted_edge_takes_the_scheme_from_the_connection() {
 fn outbound_sidecar_untrusted_links_from_the_client_span() {
     let host = request("GET", "/api/products/p-1", Some("products")).header("traceparent", PARENT);
     let r = run(
-        &with(r#""trust": "untrusted", "mode": "sidecar_outbound""#),
+        &with_fields(r#""trust": "untrusted", "mode": "sidecar_outbound""#),
         host,
         &answered(200),
     );
@@ -523,7 +531,7 @@ fn response_trace_header_rows() {
     ] {
         let host =
             request("GET", "/api/products/p-1", Some("products")).header("traceparent", PARENT);
-        let cfg = with(&format!(
+        let cfg = with_fields(&format!(
             r#""response_trace_header": "{}", "mode": "{}""#,
             row.setting, row.mode
         ));
@@ -566,7 +574,7 @@ fn b3_sampling_only_deny_is_honoured_when_b3_is_trusted() {
         },
     ] {
         let host = request("GET", "/api/products/p-1", Some("products")).header("b3", "0");
-        let r = run(&with(row.extra), host, &answered(200));
+        let r = run(&with_fields(row.extra), host, &answered(200));
         assert_eq!(r.req.recorded, row.recorded, "{}", row.reason);
         assert_eq!(
             hex(&r.server().map(|s| s.trace_id.clone()).unwrap_or_default()).is_empty(),
@@ -577,7 +585,7 @@ fn b3_sampling_only_deny_is_honoured_when_b3_is_trusted() {
     }
     let host = request("GET", "/api/products/p-1", Some("products")).header("b3", "0");
     let r = run(
-        &with(r#""propagators": ["tracecontext", "b3"]"#),
+        &with_fields(r#""propagators": ["tracecontext", "b3"]"#),
         host,
         &answered(200),
     );

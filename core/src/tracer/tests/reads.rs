@@ -4,10 +4,6 @@
 
 use super::*;
 
-fn sampler_config(fields: &str) -> Config {
-    config(&GATEWAY.replacen('{', &format!("{{{fields},"), 1))
-}
-
 #[test]
 fn read_budget_rows() {
     struct Row {
@@ -46,7 +42,7 @@ fn read_budget_rows() {
         if let Some(tp) = incoming {
             host = host.header("traceparent", tp);
         }
-        let cfg = sampler_config(fields);
+        let cfg = with_fields(fields);
         let req = start(&cfg, &mut host, &MockStats::new());
         assert_eq!(req.recorded, recorded, "{reason}");
         assert_eq!(
@@ -93,8 +89,8 @@ fn lean_read_agrees_with_the_map() {
         Row { headers: &[("traceparent", ""), TS_A], reason: "an empty traceparent" },
     ];
     // Same sampler; `call_metrics` only makes start read the map (see read_budget_rows).
-    let lean = sampler_config(r#""sampler": "parentbased_always_off""#);
-    let map = sampler_config(r#""sampler": "parentbased_always_off", "call_metrics": true"#);
+    let lean = with_fields(r#""sampler": "parentbased_always_off""#);
+    let map = with_fields(r#""sampler": "parentbased_always_off", "call_metrics": true"#);
     for Row { headers, reason } in rows {
         let outcome = |cfg: &Config| {
             let mut host = request("GET", "/api/products/p-1", Some("products"));
@@ -126,7 +122,7 @@ fn lean_read_agrees_with_the_map() {
 /// upstream, the trace ids for the access log, the response trace header.
 #[test]
 fn unrecorded_lean_start_still_announces_the_hop() {
-    let cfg = sampler_config(
+    let cfg = with_fields(
         r#""sampler": "always_off", "access_log_ids": true, "response_trace_header": "traceresponse""#,
     );
     let mut host = request("GET", "/api/products/p-1", Some("products"));
