@@ -130,6 +130,11 @@ impl RouteTable {
             .and_then(|(i, p)| self.routes.get(i).map(|r| (r, p)))
     }
 
+    /// Whether any route has its own sampling ratio (then sampling needs the route).
+    pub fn has_ratios(&self) -> bool {
+        self.routes.iter().any(|r| r.ratio.is_some())
+    }
+
     /// Like [`find`](Self::find), with the route's position in the table.
     pub fn find_index(&self, path: &str) -> Option<(usize, Params)> {
         self.routes

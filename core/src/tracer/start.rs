@@ -188,7 +188,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
             config,
             strip_query(super::placement::downstream_path(config.mode, h)),
         )),
-        StartHeaders::Context(_) if config.routes.routes.iter().any(|r| r.ratio.is_some()) => {
+        StartHeaders::Context(_) if config.routes.has_ratios() => {
             let path = property_string(host.request_header(":path"));
             Some(match_route(
                 config,
@@ -211,7 +211,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let headers = match read {
         StartHeaders::Map(h) => h,
         StartHeaders::Context(context) if !recorded => {
-            return unrecorded(config, host, stats, &incoming, &ids, &context);
+            return unrecorded(config, host, stats, &incoming, &ids, trace_id, &context);
         }
         StartHeaders::Context(_) => read_request_headers(host),
     };
@@ -284,14 +284,13 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         .client
         .as_ref()
         .map(|c| (c.span_id, Rc::clone(&c.target)));
-    let propagate = match (&client_target, config.mode) {
-        (Some((span_id, target)), _) => Some((*span_id, target.service_label())),
-        (None, Mode::SidecarInbound) => req.server_span_id.map(|s| (s, "local service")),
-        (None, Mode::Gateway) if config.client_spans == ClientSpans::UpstreamFilter => {
-            req.server_span_id.map(|s| (s, "the upstream filter"))
-        }
-        _ => None,
-    };
+    let propagate = propagated(
+        config,
+        req.server_span_id,
+        client_target
+            .as_ref()
+            .map(|(span_id, target)| (*span_id, target.service_label())),
+    );
     let hop = req
         .server_span_id
         .or(req.client.as_ref().map(|c| c.span_id));
@@ -316,24 +315,38 @@ fn unrecorded(
     stats: &dyn Stats,
     incoming: &propagation::Incoming,
     ids: &RequestIds,
+    trace_id: TraceId,
     present: &ContextHeaders,
 ) -> ActiveRequest {
-    let parent = incoming.parent.as_ref();
     let server_span_id = config.mode.has_server_span().then_some(ids.server_span_id);
     // What `start` propagates, less the cluster check: an unrecorded request's CLIENT span id
     // is sent even when the route has no upstream (then nobody reads it).
-    let propagate = match config.mode {
-        Mode::SidecarInbound => server_span_id.map(|s| (s, "local service")),
-        Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => {
-            server_span_id.map(|s| (s, "the upstream filter"))
-        }
-        _ => Some((ids.client_span_id, "the upstream")),
-    };
-    let trace_id = parent.map_or(ids.trace_id, |p| p.trace_id);
+    let propagate = propagated(
+        config,
+        server_span_id,
+        Some((ids.client_span_id, "the upstream")),
+    );
     let mut req = ActiveRequest::traced(false, trace_id, incoming, server_span_id);
     let hop = server_span_id.or(propagate.map(|(s, _)| s));
     announce(config, host, stats, &mut req, hop, propagate, present);
     req
+}
+
+/// The span the upstream continues, and whom it is sent to (for the debug log): our SERVER
+/// span where this hop makes no CLIENT span (inbound sidecar; a gateway whose CLIENT spans come
+/// from the upstream filter), else the CLIENT span (`client`), if there is one.
+fn propagated<'a>(
+    config: &Config,
+    server_span_id: Option<SpanId>,
+    client: Option<(SpanId, &'a str)>,
+) -> Option<(SpanId, &'a str)> {
+    match config.mode {
+        Mode::SidecarInbound => server_span_id.map(|s| (s, "local service")),
+        Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => {
+            server_span_id.map(|s| (s, "the upstream filter"))
+        }
+        _ => client,
+    }
 }
 
 /// The end of request start, for every request: trace ids into filter state (for the access
