@@ -17,7 +17,7 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench bench-profile microbench fuzz
+.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench bench-profile microbench fuzz go peers otelcol jaeger func-e
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
+	@echo "make peers          build the OpenTelemetry Collector, Jaeger v2 and func-e from Go modules into target/ (make test does)"
 	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers (FUZZ_SECONDS each, default 60)"
 
 ## Tools ---------------------------------------------------------------------------------------
@@ -73,6 +74,46 @@ build:
 	fi
 	@cp $(WASM_RELEASE) $(WASM)
 	@echo ">> $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+## Real peers, built from Go modules -----------------------------------------------------------
+
+# The OpenTelemetry Collector (collector/: an ocb-generated distribution, contrib v0.161.0),
+# Jaeger v2 (collector/jaeger/: github.com/jaegertracing/jaeger/cmd/jaeger v1.76.0) and func-e
+# (FUNC_E_VERSION), pinned by go.mod + go.sum (func-e by its version, checked against the Go
+# checksum database), built from the Go module proxy into target/ by `go build` when missing or
+# older than their module files. Go's module and build caches make a warm rebuild a relink.
+# Only `make e2e` (the interop, func-e and fleet tests) and `make run JAEGER=1` need them.
+GO             ?= go
+GO_BUILD       := GOTOOLCHAIN=local GOFLAGS=-buildvcs=false $(GO) build -trimpath -ldflags='-s -w'
+OTELCOL        := target/otelcol-gt
+JAEGER_BIN     := target/jaeger
+FUNC_E         := target/func-e
+FUNC_E_VERSION := v1.6.0
+
+go:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go (1.24 or newer) is needed to build the Collector, Jaeger and func-e: https://go.dev/dl/"; exit 1; }
+
+$(OTELCOL): collector/go.mod collector/go.sum $(wildcard collector/*.go) | go
+	@echo ">> building the OpenTelemetry Collector distribution (collector/) into $@"
+	cd collector && $(GO_BUILD) -o ../$@ .
+
+$(JAEGER_BIN): collector/jaeger/go.mod collector/jaeger/go.sum | go
+	@echo ">> building Jaeger v2 (collector/jaeger/) into $@"
+	cd collector/jaeger && $(GO_BUILD) -o ../../$@ github.com/jaegertracing/jaeger/cmd/jaeger
+
+# Rebuilt when FUNC_E_VERSION changes (the stamp names the version).
+$(FUNC_E): target/.func-e-$(FUNC_E_VERSION) ;
+target/.func-e-$(FUNC_E_VERSION): | go
+	@echo ">> building func-e $(FUNC_E_VERSION) into $(FUNC_E)"
+	@mkdir -p target && rm -f target/.func-e-*
+	GOBIN=$(CURDIR)/target GOTOOLCHAIN=local GOFLAGS=-buildvcs=false $(GO) install -trimpath \
+	  -ldflags='-s -w -X main.version=$(FUNC_E_VERSION:v%=%)' github.com/tetratelabs/func-e/cmd/func-e@$(FUNC_E_VERSION)
+	@touch $@
+
+otelcol: $(OTELCOL)
+jaeger: $(JAEGER_BIN)
+func-e: $(FUNC_E)
+peers: otelcol jaeger func-e
 
 ## Bench ---------------------------------------------------------------------------------------
 
@@ -128,7 +169,7 @@ unit:
 # (demo/tests/deploy_schemas.rs) run in `unit`.
 # The shipped configs use fixed loopback ports: one e2e run at a time on a machine (flock).
 E2E_LOCK := /tmp/gateway-tracing-e2e.lock
-e2e: envoy chromium build
+e2e: envoy chromium build peers
 	flock $(E2E_LOCK) cargo test -p gateway-tracing --test '*' -- --test-threads=1
 
 # Library and binary code: no unwrap/expect/panic (workspace lints). Test code: those allowed
