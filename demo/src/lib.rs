@@ -5,6 +5,7 @@
 //! - [`viewer`]: the trace viewer page (waterfall) the collector serves at `/`.
 //! - [`shop`]: the demo e-commerce services (auth, products, cart, orders, fulfillment).
 //! - [`envoy`]: runs a real Envoy process for end-to-end tests; [`envoy::ProcessGuard`].
+//! - [`peers`]: runs the real OpenTelemetry Collector and Jaeger v2 built by `make peers`.
 //! - [`mesh`]: the whole shop mesh (collector, services, gateway and cart sidecar Envoys) and
 //!   the scripted shopping flow, used by `make run` and the mesh end-to-end test.
 //!
@@ -19,6 +20,7 @@ pub mod collector;
 pub mod envoy;
 pub mod http;
 pub mod mesh;
+pub mod peers;
 pub mod shop;
 pub mod tree;
 pub mod viewer;
