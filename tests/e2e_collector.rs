@@ -36,9 +36,17 @@ const INCOMING_SPAN: &str = "00f067aa0ba902b7";
 
 /// The flow: the four steps of `make run` and a failing upstream (an exception event).
 const REQUESTS: [(&str, &str, &str); 5] = [
-    ("POST", "/api/auth/login", r#"{"user":"demo","password":"demo"}"#),
+    (
+        "POST",
+        "/api/auth/login",
+        r#"{"user":"demo","password":"demo"}"#,
+    ),
     ("GET", "/api/products", ""),
-    ("POST", "/api/cart/c-42/add", r#"{"productId":"p-2","qty":1}"#),
+    (
+        "POST",
+        "/api/cart/c-42/add",
+        r#"{"productId":"p-2","qty":1}"#,
+    ),
     ("POST", "/api/orders", r#"{"cartId":"c-42"}"#),
     ("GET", "/api/legacy/report", ""),
 ];
@@ -68,7 +76,10 @@ fn scratch(name: &str) -> PathBuf {
 fn config_with(dir: &Path, file: &str, edits: &[(&str, &str)]) -> PathBuf {
     let mut yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
     for (from, to) in edits {
-        assert!(yaml.contains(from), "envoy/{file} no longer contains {from:?}");
+        assert!(
+            yaml.contains(from),
+            "envoy/{file} no longer contains {from:?}"
+        );
         yaml = yaml.replace(from, to);
     }
     let path = dir.join(file);
@@ -86,7 +97,10 @@ fn flow_configs(dir: &Path, exporter_extra: &str) -> (PathBuf, PathBuf) {
         "gateway.yaml",
         &[
             (flush, with.as_str()),
-            ("\"mode\": \"gateway\",", "\"mode\": \"gateway\", \"trust\": \"untrusted\","),
+            (
+                "\"mode\": \"gateway\",",
+                "\"mode\": \"gateway\", \"trust\": \"untrusted\",",
+            ),
         ],
     );
     let sidecar = config_with(dir, "cart-sidecar.yaml", &[(flush, with.as_str())]);
@@ -118,7 +132,13 @@ impl Shop {
     fn drive_flow(&self) {
         let tp = format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-01");
         for (method, path, body) in REQUESTS {
-            let r = send(GATEWAY, method, path, &[("traceparent", tp.as_bytes())], body);
+            let r = send(
+                GATEWAY,
+                method,
+                path,
+                &[("traceparent", tp.as_bytes())],
+                body,
+            );
             let ok = if path.starts_with("/api/legacy") {
                 r.status == 503
             } else {
@@ -209,7 +229,10 @@ fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?}: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -275,7 +298,11 @@ fn reference_run() -> Vec<RecordedSpan> {
 fn real_collector_decodes_protobuf_json_and_gzip_as_the_demo_collector_records() {
     let _lock = ports_lock();
     let reference = canonical(&reference_run());
-    assert_eq!(reference.len(), REQUESTS.len(), "one trace per request: {reference:#?}");
+    assert_eq!(
+        reference.len(),
+        REQUESTS.len(),
+        "one trace per request: {reference:#?}"
+    );
 
     for (label, extra) in [
         ("protobuf", ""),
@@ -313,7 +340,11 @@ exporters:
         // Nothing more arrives (no duplicate from a retry).
         std::thread::sleep(Duration::from_millis(1200));
         let (spans_after, _) = read_file_export(&file);
-        assert_eq!(spans_after.len(), FLOW_SPANS, "{label}: exactly the flow's spans");
+        assert_eq!(
+            spans_after.len(),
+            FLOW_SPANS,
+            "{label}: exactly the flow's spans"
+        );
 
         let got = canonical(&spans);
         for (root, want) in &reference {
@@ -334,7 +365,11 @@ exporters:
             .flat_map(|ss| &ss.spans)
             .filter(|s| s.kind == 2 && s.parent_span_id.is_empty())
             .collect();
-        assert_eq!(servers.len(), REQUESTS.len(), "{label}: gateway SERVER spans");
+        assert_eq!(
+            servers.len(),
+            REQUESTS.len(),
+            "{label}: gateway SERVER spans"
+        );
         for s in servers {
             assert_eq!(s.links.len(), 1, "{label}: {} links", s.name);
             let l = &s.links[0];
@@ -345,12 +380,242 @@ exporters:
 
         // Both sides agree on the count.
         let exported = shop.counter("spans_exported");
-        assert_eq!(exported, FLOW_SPANS as u64, "{label}: filter spans_exported");
+        assert_eq!(
+            exported, FLOW_SPANS as u64,
+            "{label}: filter spans_exported"
+        );
         let accepted = otelcol
             .metric("otelcol_receiver_accepted_spans", &[])
             .unwrap();
         assert_eq!(accepted, FLOW_SPANS as f64, "{label}: Collector accepted");
         let encoding = otelcol.log();
-        assert!(!encoding.contains("\"error\""), "{label}: Collector logged an error");
+        assert!(
+            !encoding.contains("\"error\""),
+            "{label}: Collector logged an error"
+        );
     }
+}
+
+/// The gateway alone matters here; the flow's products request gives two spans.
+const PRODUCTS: (&str, &str, &str) = ("GET", "/api/products", "");
+
+fn products(n: usize) {
+    for _ in 0..n {
+        let r = send(GATEWAY, PRODUCTS.0, PRODUCTS.1, &[], PRODUCTS.2);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+/// The filter's accounting identity (README "Metrics"), on the gateway.
+fn assert_accounted(shop: &Shop, label: &str) {
+    let c = |n: &str| shop.counter(n);
+    let dropped: u64 = [
+        "spans_dropped_queue_full",
+        "spans_dropped_export_failed",
+        "spans_dropped_retries_exhausted",
+        "spans_dropped_rejected_by_collector",
+        "spans_dropped_shutdown",
+        "spans_dropped_internal",
+    ]
+    .iter()
+    .map(|n| c(n))
+    .sum();
+    assert_eq!(
+        c("spans_created"),
+        c("spans_exported") + dropped + c("export_queue_spans"),
+        "{label}: spans_created = exported + dropped + held"
+    );
+}
+
+fn otlp_file_collector(dir: &Path, receiver_extra: &str, processors: &str) -> (PathBuf, PathBuf) {
+    let file = dir.join("spans.jsonl");
+    let (procs, list) = if processors.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!("processors:\n{processors}"),
+            "      processors: [memory_limiter]\n".to_string(),
+        )
+    };
+    let config = collector_config(
+        dir,
+        &format!(
+            "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {OTLP_HTTP}{receiver_extra}
+{procs}exporters:
+  file:
+    path: {}
+    flush_interval: 100ms
+",
+            file.display()
+        ),
+        &format!("      receivers: [otlp]\n{list}      exporters: [file]\n"),
+    );
+    (config, file)
+}
+
+/// Fast retries, so a refusal and a recovery fit in seconds.
+const FAST_RETRY: &str =
+    ", \"retry\": {\"initial_backoff_ms\": 200, \"max_backoff_ms\": 1000, \"max_elapsed_ms\": 60000}";
+
+#[test]
+fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
+    let _lock = ports_lock();
+    let dir = scratch("memory-limiter");
+    // A limit below what the Collector itself uses: every export is refused (503, "data
+    // refused due to high memory usage"), a retryable answer.
+    let (limited, _) = otlp_file_collector(
+        &dir,
+        "",
+        "  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 2\n    spike_limit_mib: 1\n",
+    );
+    let mut otelcol = start_collector(&dir, "otelcol-memory-limited", &limited);
+    let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
+    let shop = Shop::start(&gateway, &sidecar);
+    products(5);
+
+    wait_until(Duration::from_secs(15), "the filter retrying", || {
+        (shop.counter("export_retries") >= 2).then_some(())
+    });
+    assert_eq!(shop.counter("spans_exported"), 0);
+    assert_eq!(shop.counter("spans_created"), 10);
+    assert_eq!(shop.counter("export_queue_spans"), 10, "held, not dropped");
+    assert_accounted(&shop, "while refused");
+    let refused = otelcol
+        .metric("otelcol_processor_memory_limiter_refused_spans", &[])
+        .unwrap();
+    assert!(
+        refused >= 10.0,
+        "the Collector's memory limiter refused {refused} spans"
+    );
+    assert!(
+        otelcol.log().contains("Refusing data"),
+        "the Collector says why"
+    );
+    let log = shop.gateway.log();
+    assert!(
+        log.contains("export to cluster 'otel_collector' failing: HTTP 503; retrying in"),
+        "the filter logs the state change once"
+    );
+
+    // The Collector gets its memory back (restarted without the limiter): the next probe
+    // succeeds and the backlog drains, every span exactly once.
+    otelcol.stop();
+    let (normal, file) = otlp_file_collector(&dir, "", "");
+    let _otelcol = start_collector(&dir, "otelcol-recovered", &normal);
+    wait_until(Duration::from_secs(20), "the backlog delivered", || {
+        (read_file_export(&file).0.len() >= 10).then_some(())
+    });
+    wait_until(Duration::from_secs(5), "spans_exported counted", || {
+        (shop.counter("spans_exported") == 10).then_some(())
+    });
+    assert_eq!(read_file_export(&file).0.len(), 10, "each span once");
+    assert_eq!(shop.counter("export_queue_spans"), 0);
+    assert_accounted(&shop, "after recovery");
+    assert!(shop
+        .gateway
+        .log()
+        .contains("export to cluster 'otel_collector' recovered after"));
+}
+
+#[test]
+fn body_over_max_request_body_size_is_a_400_dropped_and_counted() {
+    let _lock = ports_lock();
+    let dir = scratch("body-size");
+    // One gateway span is ~600 bytes encoded; a request's two spans are ~1.2 KB.
+    let (config, file) = otlp_file_collector(&dir, "\n        max_request_body_size: 1000", "");
+    let otelcol = start_collector(&dir, "otelcol-small-body", &config);
+    let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
+    let shop = Shop::start(&gateway, &sidecar);
+    products(3);
+
+    wait_until(Duration::from_secs(15), "the batches refused", || {
+        (shop.counter("spans_dropped_export_failed") == 6).then_some(())
+    });
+    // The real Collector answers an oversized body with 400 ("http: request body too large"),
+    // not 413: not retryable, so the filter drops the batch and counts it, as the README says.
+    assert_eq!(shop.counter("export_retries"), 0, "a 400 is never retried");
+    assert_eq!(shop.counter("spans_exported"), 0);
+    assert_accounted(&shop, "body too large");
+    assert!(
+        shop.gateway
+            .log()
+            .contains("export to cluster 'otel_collector' failed: HTTP 400, not retryable"),
+        "logged"
+    );
+    assert!(read_file_export(&file).0.is_empty());
+    assert_eq!(
+        otelcol
+            .metric("otelcol_receiver_accepted_spans", &[])
+            .unwrap(),
+        0.0
+    );
+}
+
+#[test]
+fn full_exporter_queue_is_retried_then_dropped_and_both_sides_count_it() {
+    let _lock = ports_lock();
+    let dir = scratch("queue-full");
+    // The Collector forwards to a port nothing listens on, with room for one batch in its
+    // queue: the first export is accepted (and stays queued there), later ones are answered
+    // 503 "sending queue is full".
+    let config = collector_config(
+        &dir,
+        &format!(
+            "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {OTLP_HTTP}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:9
+    retry_on_failure:
+      initial_interval: 30s
+      max_elapsed_time: 60s
+    sending_queue:
+      num_consumers: 1
+      queue_size: 1
+"
+        ),
+        "      receivers: [otlp]\n      exporters: [otlphttp]\n",
+    );
+    let otelcol = start_collector(&dir, "otelcol-queue-full", &config);
+    let retry = ", \"retry\": {\"initial_backoff_ms\": 200, \"max_backoff_ms\": 400, \"max_elapsed_ms\": 2000}";
+    let (gateway, sidecar) = flow_configs(&dir, retry);
+    let shop = Shop::start(&gateway, &sidecar);
+    // Three requests in three flush intervals: three export requests.
+    for _ in 0..3 {
+        products(1);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    wait_until(Duration::from_secs(15), "retries exhausted", || {
+        (shop.counter("spans_dropped_retries_exhausted") == 4).then_some(())
+    });
+    assert_eq!(
+        shop.counter("spans_exported"),
+        2,
+        "the first batch was accepted"
+    );
+    assert!(
+        shop.counter("export_retries") >= 2,
+        "retried with backoff first"
+    );
+    assert_accounted(&shop, "queue full");
+    assert!(shop
+        .gateway
+        .log()
+        .contains("export to cluster 'otel_collector' failing: HTTP 503; retrying in"));
+    // The Collector's side of the same story: what it accepted is what the filter counted as
+    // exported; what it refused, it counts as enqueue failures.
+    let m = |n: &str| otelcol.metric(n, &[]).unwrap();
+    assert_eq!(m("otelcol_receiver_accepted_spans"), 2.0);
+    assert!(m("otelcol_exporter_enqueue_failed_spans") >= 4.0);
+    assert_eq!(
+        m("otelcol_receiver_refused_spans"),
+        m("otelcol_exporter_enqueue_failed_spans")
+    );
 }

@@ -198,7 +198,10 @@ mod tests {
             otelcol_receiver_accepted_spans{receiver=\"otlp\",transport=\"grpc\"} 3\n\
             otelcol_receiver_accepted_spans_total 99\n\
             otelcol_exporter_sent_spans 7\n";
-        assert_eq!(sum_metric(text, "otelcol_receiver_accepted_spans", &[]), 15.0);
+        assert_eq!(
+            sum_metric(text, "otelcol_receiver_accepted_spans", &[]),
+            15.0
+        );
         assert_eq!(
             sum_metric(
                 text,
