@@ -104,6 +104,17 @@ impl Peer {
                 peer.log_tail()
             ));
         }
+        // A process that lost its ports to an older one exits right away; the older one
+        // must not pass for it.
+        std::thread::sleep(Duration::from_millis(300));
+        if !peer.is_running() {
+            return Err(format!(
+                "{} exited right after start (another process on its ports?)\n--- {} log (tail) ---\n{}",
+                peer.name,
+                peer.name,
+                peer.log_tail()
+            ));
+        }
         Ok(peer)
     }
 
@@ -166,6 +177,21 @@ impl Drop for Peer {
                 self.log_tail()
             );
         }
+    }
+}
+
+/// `GET url`: the body on 200, `None` on 404 (e.g. a trace Jaeger does not have).
+pub fn http_get(url: &str) -> Result<Option<String>, String> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    match agent.get(url).call() {
+        Ok(r) => r
+            .into_string()
+            .map(Some)
+            .map_err(|e| format!("GET {url}: {e}")),
+        Err(ureq::Error::Status(404, _)) => Ok(None),
+        Err(e) => Err(format!("GET {url}: {e}")),
     }
 }
 
