@@ -12,8 +12,6 @@ use gateway_tracing_core::config::Mode;
 use gateway_tracing_core::host::Stats;
 use gateway_tracing_core::metrics::Counter;
 use gateway_tracing_core::tracer::{self, calls, ActiveRequest, AttemptBook, Completion};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -23,6 +21,8 @@ thread_local! {
 }
 
 pub struct Http {
+    /// The root context this stream was created under.
+    root_id: u32,
     shared: Option<Rc<Shared>>,
     active: Option<ActiveRequest>,
     /// Upstream-filter placement: the attempt's `:status`, once its response headers came.
@@ -30,12 +30,17 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(shared: Option<Rc<Shared>>) -> Http {
+    pub fn new(root_id: u32, shared: Option<Rc<Shared>>) -> Http {
         Http {
+            root_id,
             shared,
             active: None,
             attempt_status: None,
         }
+    }
+
+    pub fn root_id(&self) -> u32 {
+        self.root_id
     }
 
     fn response_complete(&mut self) {
@@ -67,12 +72,10 @@ impl Http {
             }
         }
     }
-}
 
-impl Context for Http {
     /// Upstream-filter placement: the attempt is over (Envoy calls no `on_log` for upstream
     /// filters); its CLIENT span is finished here.
-    fn on_done(&mut self) -> bool {
+    pub fn on_done(&mut self) -> bool {
         if !self.upstream_placement() {
             return true;
         }
@@ -85,10 +88,8 @@ impl Context for Http {
         }
         true
     }
-}
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub fn on_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) {
         if let Some(shared) = &self.shared {
             let (config, stats) = (&shared.config, &shared.stats);
             self.active = Some(if config.mode == Mode::UpstreamFilter {
@@ -100,10 +101,9 @@ impl HttpContext for Http {
                 tracer::start(config, &mut ProxyHost, stats)
             });
         }
-        Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) {
         // `response_trace_header`: tell the client its trace (value decided at request start).
         if let Some((name, value, replace)) = self
             .active
@@ -116,29 +116,27 @@ impl HttpContext for Http {
             }
         }
         if self.upstream_placement() && self.active.is_some() {
-            self.attempt_status = abi::header_map(abi::RESPONSE_HEADERS)
+            self.attempt_status = abi::header_value(abi::RESPONSE_HEADERS, ":status")
                 .ok()
-                .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()));
+                .flatten()
+                .and_then(|s| std::str::from_utf8(&s).ok()?.trim().parse::<u16>().ok());
         }
         if end_of_stream {
             self.response_complete();
         }
-        Action::Continue
     }
 
-    fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
+    pub fn on_response_body(&mut self, _body_size: usize, end_of_stream: bool) {
         if end_of_stream {
             self.response_complete();
         }
-        Action::Continue
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    pub fn on_response_trailers(&mut self, _num_trailers: usize) {
         self.response_complete();
-        Action::Continue
     }
 
-    fn on_log(&mut self) {
+    pub fn on_log(&mut self) {
         let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
             return;
         };

@@ -132,9 +132,10 @@ pub fn classify(
 }
 
 /// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), as a delay from `now_ns`.
-/// A date in the past is a zero delay; anything unparsable is ignored.
-pub fn parse_retry_after(value: &str, now_ns: u64) -> Option<Duration> {
-    let v = value.trim();
+/// A date in the past is a zero delay; anything unparsable (not UTF-8 included: obs-text is
+/// legal in a field value) is ignored.
+pub fn parse_retry_after(value: &[u8], now_ns: u64) -> Option<Duration> {
+    let v = std::str::from_utf8(value).ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }

@@ -71,8 +71,9 @@ pub struct ExportRequest<'a> {
 pub struct ExportResponse<'a> {
     /// The HTTP status; `None` when Envoy reports a failure without one (reset).
     pub status: Option<u16>,
-    /// The `retry-after` header, if any.
-    pub retry_after: Option<&'a str>,
+    /// The `retry-after` header's raw bytes, if any (any bytes: obs-text is legal in HTTP
+    /// field values, and a collector or a proxy in front of it may send it).
+    pub retry_after: Option<&'a [u8]>,
     /// The response body (possibly truncated by the host glue).
     pub body: &'a [u8],
 }

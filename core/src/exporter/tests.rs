@@ -338,8 +338,11 @@ fn retry_after_parsing() {
         },
     ];
     for r in rows {
-        assert_eq!(parse_retry_after(r.value, now), r.want, "{}", r.reason);
+        assert_eq!(parse_retry_after(r.value.as_bytes(), now), r.want, "{}", r.reason);
     }
+    // obs-text (RFC 9110 §5.5) is legal in a field value: bytes that are not UTF-8 are no hint.
+    assert_eq!(parse_retry_after(b"\xff", now), None, "not UTF-8: ignored");
+    assert_eq!(parse_retry_after(b"1\x80", now), None, "trailing obs-text: ignored");
 }
 
 #[test]
@@ -629,7 +632,7 @@ fn retry_after_is_honoured_in_seconds_and_dates() {
         e.on_tick(&host, &stats, t0);
         let resp = ExportResponse {
             status: Some(429),
-            retry_after: Some(r.retry_after),
+            retry_after: Some(r.retry_after.as_bytes()),
             body: b"",
         };
         e.on_response(1, &resp, &host, &stats, t0);
