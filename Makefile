@@ -17,7 +17,7 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench bench-profile microbench fuzz
+.PHONY: help deps envoy chromium build test unit harness e2e lint run clean wrk bench-build bench bench-profile microbench fuzz
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
@@ -123,6 +123,12 @@ microbench:
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
 
+# The host harness (tests/harness): the built wasm in wasmi under a scripted proxy-wasm host:
+# callbacks in order, export answers with hostile statuses and bytes, ticks, drains, and a
+# short seeded run of the whole-filter fuzz loop. GATEWAY_TRACING_WASM=path tests another build.
+harness: build
+	cargo test -p gateway-tracing-harness
+
 # End-to-end tests and config validation: real Envoy, built wasm, loopback services, and the
 # trace viewer in headless Chromium (tests/e2e_viewer.rs). The deployment files' schema checks
 # (demo/tests/deploy_schemas.rs) run in `unit`.
@@ -155,7 +161,7 @@ fuzz:
 	  (cd fuzz && env $$boot cargo $$tc fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1); \
 	done
 
-test: envoy build lint unit e2e
+test: envoy build lint unit harness e2e
 	@echo ">> make test: all green"
 
 ## Demo ----------------------------------------------------------------------------------------

@@ -786,7 +786,16 @@ impl Filter {
                 _ => 0,
             })),
             Err(e) => {
-                let trap = Trap(format!("{export}: {e}"));
+                // The module's panic hook logs why at critical level before it aborts.
+                let why = self
+                    .host()
+                    .logs
+                    .iter()
+                    .rev()
+                    .find(|(level, _)| *level == 5)
+                    .map(|(_, l)| format!(" (module log: {l})"))
+                    .unwrap_or_default();
+                let trap = Trap(format!("{export}: {e}{why}"));
                 self.trapped = Some(trap.clone());
                 Err(trap)
             }
