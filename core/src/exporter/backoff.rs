@@ -83,7 +83,9 @@ impl Backoff {
 
     /// A probe may go now (always, unless failing and the delay has not passed).
     pub(super) fn may_send(&self, now_ns: u64) -> bool {
-        self.failing.as_ref().is_none_or(|f| now_ns >= f.next_attempt_ns)
+        self.failing
+            .as_ref()
+            .is_none_or(|f| now_ns >= f.next_attempt_ns)
     }
 
     /// How long until the next probe, when failing.

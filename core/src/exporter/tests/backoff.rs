@@ -49,7 +49,12 @@ fn retry_after_parsing() {
         },
     ];
     for r in rows {
-        assert_eq!(parse_retry_after(r.value.as_bytes(), now), r.want, "{}", r.reason);
+        assert_eq!(
+            parse_retry_after(r.value.as_bytes(), now),
+            r.want,
+            "{}",
+            r.reason
+        );
     }
 }
 
