@@ -70,9 +70,10 @@ impl Context for Http {
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(shared) = &self.shared {
-            self.stream = Some(BOOK.with(|book| {
-                Stream::start(&shared.config, &mut ProxyHost, &shared.stats, book)
-            }));
+            self.stream =
+                Some(BOOK.with(|book| {
+                    Stream::start(&shared.config, &mut ProxyHost, &shared.stats, book)
+                }));
         }
         Action::Continue
     }
