@@ -4,7 +4,6 @@
 //! request), [`proxy_host`] (the core's host traits) and [`abi`], the one place that calls the
 //! host: every call returns a typed error, none can panic. Everything it decides is decided in
 //! the core.
-#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod abi;
 mod dispatch;

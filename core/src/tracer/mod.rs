@@ -10,7 +10,8 @@
 //! CLIENT span per attempt, [`start_attempt`] at its request headers, [`attempt_completion`]
 //! when Envoy destroys it.
 //!
-//! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
+//! Files: [`stream`](mod@stream) (one stream's callbacks, whatever the placement: what a host
+//! glue drives), [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
 //! (pure span building), [`calls`] (per-target call metrics), [`attempt`] (the
 //! upstream-filter placement).
 
@@ -21,6 +22,7 @@ mod headers;
 mod placement;
 mod spans;
 mod start;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -29,3 +31,4 @@ pub use completion::Completion;
 pub use placement::Attempt;
 pub use spans::finish;
 pub use start::{start, ActiveRequest, ClientCall};
+pub use stream::{Finished, Placement, Stream};

@@ -343,7 +343,13 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
     linker.func_wrap(
         "env",
         "proxy_get_buffer_bytes",
-        |mut c: Ctx<'_>, kind: u32, start: u32, max: u32, data: u32, size: u32| -> HostResult<u32> {
+        |mut c: Ctx<'_>,
+         kind: u32,
+         start: u32,
+         max: u32,
+         data: u32,
+         size: u32|
+         -> HostResult<u32> {
             if let Some(s) = c.data_mut().fault("proxy_get_buffer_bytes") {
                 return Ok(s);
             }
@@ -399,7 +405,13 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
         linker.func_wrap(
             "env",
             name,
-            move |mut c: Ctx<'_>, map: u32, kp: u32, kl: u32, vp: u32, vl: u32| -> HostResult<u32> {
+            move |mut c: Ctx<'_>,
+                  map: u32,
+                  kp: u32,
+                  kl: u32,
+                  vp: u32,
+                  vl: u32|
+                  -> HostResult<u32> {
                 let (key, value) = (read(&c, kp, kl)?, read(&c, vp, vl)?);
                 let import = if op == WriteOp::Add {
                     "proxy_add_header_map_value"
@@ -610,7 +622,9 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
         "env",
         "proxy_set_effective_context",
         |mut c: Ctx<'_>, _id: u32| -> HostResult<u32> {
-            Ok(c.data_mut().fault("proxy_set_effective_context").unwrap_or(status::OK))
+            Ok(c.data_mut()
+                .fault("proxy_set_effective_context")
+                .unwrap_or(status::OK))
         },
     )?;
     // WASI: randomness (deterministic here), environment, stdio, exit.
@@ -727,7 +741,11 @@ impl Filter {
         // Any import the module has that this host does not implement traps when called.
         for import in module.imports() {
             if let wasmi::ExternType::Func(ty) = import.ty() {
-                let what = format!("{}::{} is not implemented by the harness", import.module(), import.name());
+                let what = format!(
+                    "{}::{} is not implemented by the harness",
+                    import.module(),
+                    import.name()
+                );
                 let _ = linker.func_new(
                     import.module(),
                     import.name(),
@@ -749,8 +767,16 @@ impl Filter {
             trapped: None,
         };
         f.call("_initialize", ROOT, &[])?;
-        f.call("proxy_on_context_create", ROOT, &[Val::I32(ROOT as i32), Val::I32(0)])?;
-        f.call("proxy_on_vm_start", ROOT, &[Val::I32(ROOT as i32), Val::I32(0)])?;
+        f.call(
+            "proxy_on_context_create",
+            ROOT,
+            &[Val::I32(ROOT as i32), Val::I32(0)],
+        )?;
+        f.call(
+            "proxy_on_vm_start",
+            ROOT,
+            &[Val::I32(ROOT as i32), Val::I32(0)],
+        )?;
         Ok(f)
     }
 
@@ -807,7 +833,11 @@ impl Filter {
         self.host_mut().plugin_config = config.to_vec();
         let n = config.len() as i32;
         Ok(self
-            .call("proxy_on_configure", ROOT, &[Val::I32(ROOT as i32), Val::I32(n)])?
+            .call(
+                "proxy_on_configure",
+                ROOT,
+                &[Val::I32(ROOT as i32), Val::I32(n)],
+            )?
             .is_none_or(|r| r != 0))
     }
 
@@ -825,25 +855,43 @@ impl Filter {
     }
 
     /// `proxy_on_request_headers` with these headers (the stream's request map from now on).
-    pub fn request_headers(&mut self, id: u32, headers: Pairs, end_of_stream: bool) -> Result<(), Trap> {
+    pub fn request_headers(
+        &mut self,
+        id: u32,
+        headers: Pairs,
+        end_of_stream: bool,
+    ) -> Result<(), Trap> {
         let n = headers.len() as i32;
         self.host_mut().streams.entry(id).or_default().request = headers;
         self.call(
             "proxy_on_request_headers",
             id,
-            &[Val::I32(id as i32), Val::I32(n), Val::I32(end_of_stream as i32)],
+            &[
+                Val::I32(id as i32),
+                Val::I32(n),
+                Val::I32(end_of_stream as i32),
+            ],
         )?;
         Ok(())
     }
 
     /// `proxy_on_response_headers` with these headers.
-    pub fn response_headers(&mut self, id: u32, headers: Pairs, end_of_stream: bool) -> Result<(), Trap> {
+    pub fn response_headers(
+        &mut self,
+        id: u32,
+        headers: Pairs,
+        end_of_stream: bool,
+    ) -> Result<(), Trap> {
         let n = headers.len() as i32;
         self.host_mut().streams.entry(id).or_default().response = headers;
         self.call(
             "proxy_on_response_headers",
             id,
-            &[Val::I32(id as i32), Val::I32(n), Val::I32(end_of_stream as i32)],
+            &[
+                Val::I32(id as i32),
+                Val::I32(n),
+                Val::I32(end_of_stream as i32),
+            ],
         )?;
         Ok(())
     }
@@ -852,13 +900,21 @@ impl Filter {
         self.call(
             "proxy_on_response_body",
             id,
-            &[Val::I32(id as i32), Val::I32(size as i32), Val::I32(end_of_stream as i32)],
+            &[
+                Val::I32(id as i32),
+                Val::I32(size as i32),
+                Val::I32(end_of_stream as i32),
+            ],
         )?;
         Ok(())
     }
 
     pub fn response_trailers(&mut self, id: u32) -> Result<(), Trap> {
-        self.call("proxy_on_response_trailers", id, &[Val::I32(id as i32), Val::I32(0)])?;
+        self.call(
+            "proxy_on_response_trailers",
+            id,
+            &[Val::I32(id as i32), Val::I32(0)],
+        )?;
         Ok(())
     }
 
@@ -933,7 +989,13 @@ impl Filter {
     }
 
     /// Answers an HTTP call with a status, extra headers and a body.
-    pub fn respond_status(&mut self, token: u32, status: &[u8], extra: Pairs, body: &[u8]) -> Result<(), Trap> {
+    pub fn respond_status(
+        &mut self,
+        token: u32,
+        status: &[u8],
+        extra: Pairs,
+        body: &[u8],
+    ) -> Result<(), Trap> {
         let mut headers = vec![(b":status".to_vec(), status.to_vec())];
         headers.extend(extra);
         self.respond(token, headers, body)

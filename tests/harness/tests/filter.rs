@@ -14,10 +14,12 @@ fn hex(b: &[u8]) -> String {
 /// One sampled request through the filter, then a tick past the flush interval: returns the
 /// one export call it made.
 fn one_export(f: &mut Filter) -> HttpCall {
-    f.request(get("/api/products"), status_headers("200")).unwrap();
+    f.request(get("/api/products"), status_headers("200"))
+        .unwrap();
     let mut calls = Vec::new();
     for _ in 0..3 {
-        f.tick(f.host().tick_period_ms.unwrap_or(500).into()).unwrap();
+        f.tick(f.host().tick_period_ms.unwrap_or(500).into())
+            .unwrap();
         calls = f.take_calls();
         if !calls.is_empty() {
             break;
@@ -40,9 +42,16 @@ fn assert_accounted(f: &Filter) {
 fn configure_accepts_a_good_config_and_refuses_a_bad_one_naming_the_field() {
     let mut good = Filter::load().unwrap();
     assert!(good.configure(CONFIG.as_bytes()).unwrap());
-    assert_eq!(good.host().tick_period_ms, Some(500), "the flush timer runs");
+    assert_eq!(
+        good.host().tick_period_ms,
+        Some(500),
+        "the flush timer runs"
+    );
     assert!(
-        good.host().metrics.iter().any(|m| m.name == "gateway_tracing.spans_created"),
+        good.host()
+            .metrics
+            .iter()
+            .any(|m| m.name == "gateway_tracing.spans_created"),
         "stats defined at configure"
     );
 
@@ -71,7 +80,12 @@ fn configure_accepts_a_good_config_and_refuses_a_bad_one_naming_the_field() {
     for r in rows {
         let mut f = Filter::load().unwrap();
         assert!(!f.configure(r.config).unwrap(), "{}: refused", r.reason);
-        assert!(f.host().logged(r.log) > 0, "{}: {:?}", r.reason, f.host().logs);
+        assert!(
+            f.host().logged(r.log) > 0,
+            "{}: {:?}",
+            r.reason,
+            f.host().logs
+        );
         // A refused plugin passes requests through untouched.
         f.request(get("/x"), status_headers("200")).unwrap();
         assert!(f.host().writes.is_empty(), "{}", r.reason);
@@ -101,7 +115,11 @@ fn a_sampled_request_is_exported_as_otlp_with_its_server_span() {
         .iter()
         .find(|s| s.kind == SpanKind::Server as i32)
         .expect("a SERVER span");
-    assert_eq!(hex(&server.trace_id), TRACE_ID_HEX, "the incoming trace continued");
+    assert_eq!(
+        hex(&server.trace_id),
+        TRACE_ID_HEX,
+        "the incoming trace continued"
+    );
     assert_eq!(hex(&server.parent_span_id), "b7ad6b7169203331");
     assert!(
         spans.iter().any(|s| s.kind == SpanKind::Client as i32),
@@ -165,9 +183,10 @@ fn export_answers_200_503_429_with_a_raw_0xff_retry_after_never_trap() {
             .retry_after
             .map(|v| vec![(b"retry-after".to_vec(), v.to_vec())])
             .unwrap_or_default();
-        f.respond_status(call.token, r.status, extra, b"").unwrap_or_else(|t| {
-            panic!("{}: {t}", r.reason);
-        });
+        f.respond_status(call.token, r.status, extra, b"")
+            .unwrap_or_else(|t| {
+                panic!("{}: {t}", r.reason);
+            });
         if r.retried {
             assert_eq!(f.host().metric("export_requests_failed"), 1, "{}", r.reason);
             assert!(
@@ -206,13 +225,18 @@ fn a_status_that_is_not_a_number_or_not_utf8_is_a_failed_export_not_a_trap() {
         f.respond_status(call.token, status, vec![], b"garbage \xff")
             .unwrap_or_else(|t| panic!("{status:?}: {t}"));
         assert_eq!(f.host().metric("export_requests_failed"), 1, "{status:?}");
-        assert_eq!(f.host().metric("export_in_flight"), 0, "{status:?}: slot released");
+        assert_eq!(
+            f.host().metric("export_in_flight"),
+            0,
+            "{status:?}: slot released"
+        );
         assert_accounted(&f);
     }
     // No `:status` at all (Envoy's answer for a reset).
     let mut f = Filter::configured().unwrap();
     let call = one_export(&mut f);
-    f.respond(call.token, pairs(&[("x", "\u{7f}")]), b"").unwrap();
+    f.respond(call.token, pairs(&[("x", "\u{7f}")]), b"")
+        .unwrap();
     assert_eq!(f.host().metric("export_requests_failed"), 1);
 }
 
@@ -220,10 +244,14 @@ fn a_status_that_is_not_a_number_or_not_utf8_is_a_failed_export_not_a_trap() {
 fn an_unreadable_answer_body_is_an_empty_body() {
     let mut f = Filter::configured().unwrap();
     let call = one_export(&mut f);
-    f.host_mut()
-        .fail("proxy_get_buffer_bytes", status::UNKNOWN);
-    f.respond_status(call.token, b"200", vec![], b"\x0a\x05garbage partial success")
-        .unwrap();
+    f.host_mut().fail("proxy_get_buffer_bytes", status::UNKNOWN);
+    f.respond_status(
+        call.token,
+        b"200",
+        vec![],
+        b"\x0a\x05garbage partial success",
+    )
+    .unwrap();
     f.host_mut().heal();
     assert_eq!(f.host().metric("spans_exported"), 2);
     assert_eq!(f.host().metric("export_in_flight"), 0);
@@ -273,7 +301,9 @@ fn any_host_call_answering_an_unknown_status_never_traps() {
             let mut f = Filter::load().unwrap();
             f.set_upstream("products", 503);
             f.host_mut().fail(import, s);
-            let configured = f.configure(CONFIG.as_bytes()).unwrap_or_else(|t| panic!("{what}: {t}"));
+            let configured = f
+                .configure(CONFIG.as_bytes())
+                .unwrap_or_else(|t| panic!("{what}: {t}"));
             let cycle = |f: &mut Filter| -> Result<(), Trap> {
                 let mut req = get("/api/products");
                 req.push((b"b3".to_vec(), b"\xff".to_vec()));
@@ -311,7 +341,10 @@ fn the_tick_sends_a_partial_batch_after_the_flush_interval_and_nothing_when_empt
     f.tick(600).unwrap();
     assert!(f.take_calls().is_empty(), "nothing queued: no export call");
     f.request(get("/a"), status_headers("200")).unwrap();
-    assert!(f.take_calls().is_empty(), "a partial batch waits for the timer");
+    assert!(
+        f.take_calls().is_empty(),
+        "a partial batch waits for the timer"
+    );
     f.tick(600).unwrap();
     assert_eq!(f.take_calls().len(), 1);
 }
@@ -321,11 +354,15 @@ fn a_drain_sends_what_is_queued_and_calls_proxy_done_when_answered() {
     let mut f = Filter::configured().unwrap();
     f.request(get("/a"), status_headers("200")).unwrap();
     f.request(get("/b"), status_headers("200")).unwrap();
-    assert!(!f.drain().unwrap(), "in flight: the root stays until answered");
+    assert!(
+        !f.drain().unwrap(),
+        "in flight: the root stays until answered"
+    );
     let calls = f.take_calls();
     assert_eq!(calls.len(), 1, "the queue is sent at once");
     assert_eq!(f.host().done_calls, 0);
-    f.respond_status(calls[0].token, b"200", vec![], b"").unwrap();
+    f.respond_status(calls[0].token, b"200", vec![], b"")
+        .unwrap();
     assert_eq!(f.host().done_calls, 1, "proxy_done once drained");
     assert_eq!(f.host().metric("spans_exported"), 4);
     f.delete(ROOT).unwrap();
@@ -347,7 +384,8 @@ fn an_answer_for_an_unknown_token_or_context_is_ignored() {
     let mut f = Filter::configured().unwrap();
     f.respond_status(4242, b"200", vec![], b"").unwrap();
     f.log(777).unwrap();
-    f.response_headers(778, status_headers("200"), true).unwrap();
+    f.response_headers(778, status_headers("200"), true)
+        .unwrap();
     assert!(!f.done(779).unwrap_or(false) || f.trapped().is_none());
     assert!(f.trapped().is_none());
     let call = one_export(&mut f);

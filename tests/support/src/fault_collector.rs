@@ -309,7 +309,12 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                 } else {
                     ExportTraceServiceResponse::default().encode_to_vec()
                 };
-                respond(&mut out, 200, &[("content-type", ctype(json).as_bytes())], &body)?;
+                respond(
+                    &mut out,
+                    200,
+                    &[("content-type", ctype(json).as_bytes())],
+                    &body,
+                )?;
             }
             Mode::PartialSuccess { rejected, message } => {
                 let rejected = rejected.min(span_ids.len());
@@ -329,7 +334,12 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                     }
                     .encode_to_vec()
                 };
-                respond(&mut out, 200, &[("content-type", ctype(json).as_bytes())], &body)?;
+                respond(
+                    &mut out,
+                    200,
+                    &[("content-type", ctype(json).as_bytes())],
+                    &body,
+                )?;
             }
             Mode::Status {
                 status,
