@@ -474,8 +474,8 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
                 return Ok(s);
             }
             let segs: Vec<&[u8]> = path.split(|b| *b == 0).collect();
-            let value = if segs.len() == 3 && segs[0] == b"request" && segs[1] == b"headers" {
-                let name = lower(segs[2]);
+            let value = if let [b"request", b"headers", name] = segs.as_slice() {
+                let name = lower(name);
                 let vals: Vec<Vec<u8>> = c
                     .data_mut()
                     .stream()
@@ -670,8 +670,14 @@ fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Error> {
             let mut total = 0u32;
             for i in 0..n {
                 let iov = read(&c, iovs + 8 * i, 8)?;
-                let ptr = u32::from_le_bytes([iov[0], iov[1], iov[2], iov[3]]);
-                let len = u32::from_le_bytes([iov[4], iov[5], iov[6], iov[7]]);
+                let word = |at: usize| -> HostResult<u32> {
+                    let b: [u8; 4] = iov
+                        .get(at..at + 4)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| wasmi::Error::new("short iovec"))?;
+                    Ok(u32::from_le_bytes(b))
+                };
+                let (ptr, len) = (word(0)?, word(4)?);
                 let bytes = read(&c, ptr, len)?;
                 c.data_mut().stdio.extend_from_slice(&bytes);
                 total += len;
