@@ -923,3 +923,69 @@ fn envoy_debug_logging_prints_export_headers_as_the_readme_warns() {
         leaking.len()
     );
 }
+
+/// A collector, or any proxy in front of it, answering 503 and 429 with a raw
+/// `retry-after: \xff` byte (obs-text is legal in a field value, RFC 9110 §5.5, and Envoy
+/// passes it through). The glue reads the answer's headers as bytes: the value is no hint,
+/// the batch is retried on the backoff, no client request fails, and once the collector
+/// answers 200 every span arrives. (Builds that read it with the SDK's `get_map_value`
+/// aborted the VM here and never traced again on that worker.)
+#[test]
+fn a_raw_0xff_retry_after_fails_no_request_and_tracing_goes_on() {
+    let _lock = ports_lock();
+    let collector = FaultCollector::start(COLLECTOR).unwrap();
+    let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
+    let config = fast_exporter_config("exporter-0xff.yaml", "");
+    let envoy = try_start_envoy(&config, 9901, 0, 1, vec![]).unwrap();
+    let stat = counters(&envoy);
+    let load = Load::start(40);
+    std::thread::sleep(Duration::from_secs(1));
+
+    for status in [503u16, 429] {
+        let failed_before = stat("export_requests_failed");
+        collector.set_mode(Mode::Status {
+            status,
+            retry_after: Some(b"\xff".to_vec()),
+        });
+        std::thread::sleep(Duration::from_millis(2_500));
+        let answered = in_mode(&collector, |m| {
+            matches!(m, Mode::Status { status: s, .. } if *s == status)
+        });
+        assert!(
+            answered.len() >= 2,
+            "{status} + retry-after \\xff: retried on the backoff ({} answered)\n{}",
+            answered.len(),
+            envoy.log_tail()
+        );
+        assert!(
+            stat("export_requests_failed") >= failed_before + 2,
+            "{status}: failures counted"
+        );
+    }
+    let retries = stat("export_retries");
+    collector.set_mode(Mode::Ok);
+    std::thread::sleep(Duration::from_millis(1_500));
+    let (sent, failed) = load.stop();
+    wait_drained_with(&envoy, Duration::from_secs(10), Some(2 * sent));
+
+    assert_eq!(failed, 0, "no client request failed ({sent} sent)");
+    assert!(retries > 0, "the failed batches were retried");
+    let created = stat("spans_created");
+    let dropped: u64 = drop_reasons().iter().map(|r| stat(r)).sum();
+    assert_eq!(created, 2 * sent, "tracing never stopped: two spans per request");
+    assert_eq!(created, stat("spans_exported") + dropped);
+    assert_eq!(dropped, 0, "the outage lost nothing");
+    assert_eq!(stat("spans_exported"), collector.stored().len() as u64);
+    assert_eq!(collector.duplicates(), 0, "no span stored twice");
+    let log = envoy.log();
+    assert!(!log.contains("panicked"), "no panic:\n{}", envoy.log_tail());
+    assert!(!log.contains("unreachable"), "no trap:\n{}", envoy.log_tail());
+    assert!(
+        !log.contains("(Retry-After)"),
+        "an unreadable Retry-After is no hint"
+    );
+    eprintln!(
+        "retry-after \\xff: {sent} requests, 0 failed; {} export answers 503/429; {retries} retries; {created} spans all exported",
+        in_mode(&collector, |m| matches!(m, Mode::Status { .. })).len()
+    );
+}
