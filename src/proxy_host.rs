@@ -171,8 +171,11 @@ impl ProxyStats {
         if let Ok(mut pending) = self.pending.try_borrow_mut() {
             for (id, n) in self.ids.iter().zip(pending.iter_mut()) {
                 if let (Some(id), true) = (id, *n > 0) {
-                    let _ = abi::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
-                    *n = 0;
+                    // A refused increment stays pending for the next flush: counts are
+                    // late, never lost (created = exported + dropped holds in Envoy's stats).
+                    if abi::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX)).is_ok() {
+                        *n = 0;
+                    }
                 }
             }
         }

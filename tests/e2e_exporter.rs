@@ -948,9 +948,10 @@ fn a_raw_0xff_retry_after_fails_no_request_and_tracing_goes_on() {
             retry_after: Some(b"\xff".to_vec()),
         });
         std::thread::sleep(Duration::from_millis(2_500));
-        let answered = in_mode(&collector, |m| {
-            matches!(m, Mode::Status { status: s, .. } if *s == status)
-        });
+        let answered = in_mode(
+            &collector,
+            |m| matches!(m, Mode::Status { status: s, .. } if *s == status),
+        );
         assert!(
             answered.len() >= 2,
             "{status} + retry-after \\xff: retried on the backoff ({} answered)\n{}",
@@ -972,14 +973,22 @@ fn a_raw_0xff_retry_after_fails_no_request_and_tracing_goes_on() {
     assert!(retries > 0, "the failed batches were retried");
     let created = stat("spans_created");
     let dropped: u64 = drop_reasons().iter().map(|r| stat(r)).sum();
-    assert_eq!(created, 2 * sent, "tracing never stopped: two spans per request");
+    assert_eq!(
+        created,
+        2 * sent,
+        "tracing never stopped: two spans per request"
+    );
     assert_eq!(created, stat("spans_exported") + dropped);
     assert_eq!(dropped, 0, "the outage lost nothing");
     assert_eq!(stat("spans_exported"), collector.stored().len() as u64);
     assert_eq!(collector.duplicates(), 0, "no span stored twice");
     let log = envoy.log();
     assert!(!log.contains("panicked"), "no panic:\n{}", envoy.log_tail());
-    assert!(!log.contains("unreachable"), "no trap:\n{}", envoy.log_tail());
+    assert!(
+        !log.contains("unreachable"),
+        "no trap:\n{}",
+        envoy.log_tail()
+    );
     assert!(
         !log.contains("(Retry-After)"),
         "an unreadable Retry-After is no hint"

@@ -10,6 +10,8 @@
 //! A trap (a panic in the module aborts it: `unreachable`) is a [`Trap`]; after one, the
 //! filter is dead, as the VM is in Envoy, and every later call returns the same trap.
 
+pub mod scenario;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wasmi::{Caller, Engine, Extern, Func, Instance, Linker, Memory, Module, Store, Val};
@@ -704,21 +706,16 @@ pub fn wasm_path() -> PathBuf {
         })
 }
 
-/// The root context id the harness creates.
-pub const ROOT: u32 = 1;
-
-/// The loaded module with its scripted host.
-pub struct Filter {
-    store: Store<Host>,
-    instance: Instance,
-    next_context: u32,
-    trapped: Option<Trap>,
+/// A compiled module with the host's imports linked: instantiate it as often as needed.
+pub struct Compiled {
+    engine: Engine,
+    module: Module,
+    linker: Linker<Host>,
 }
 
-impl Filter {
-    /// Loads the built module ([`wasm_path`]) and starts it as Envoy does: `_initialize`,
-    /// the root context, `proxy_on_vm_start`.
-    pub fn load() -> Result<Filter, Trap> {
+impl Compiled {
+    /// Compiles the built module ([`wasm_path`]).
+    pub fn load() -> Result<Compiled, Trap> {
         let path = wasm_path();
         let bytes = std::fs::read(&path).map_err(|e| {
             Trap(format!(
@@ -726,22 +723,13 @@ impl Filter {
                 path.display()
             ))
         })?;
-        Filter::from_bytes(&bytes, Host::default())
+        Compiled::from_bytes(&bytes)
     }
 
-    /// Loads a module from bytes with a prepared host.
-    pub fn from_bytes(wasm: &[u8], mut host: Host) -> Result<Filter, Trap> {
+    pub fn from_bytes(wasm: &[u8]) -> Result<Compiled, Trap> {
         let t = |e: wasmi::Error| Trap(e.to_string());
-        if host.now_ns == 0 {
-            // 2026-01-01T00:00:00Z: a plausible wall clock.
-            host.now_ns = 1_767_225_600_000_000_000;
-        }
-        if host.log_level == 0 {
-            host.log_level = 1; // debug
-        }
         let engine = Engine::default();
         let module = Module::new(&engine, wasm).map_err(t)?;
-        let mut store = Store::new(&engine, host);
         let mut linker = Linker::<Host>::new(&engine);
         define_imports(&mut linker).map_err(t)?;
         // Any import the module has that this host does not implement traps when called.
@@ -762,8 +750,51 @@ impl Filter {
                 );
             }
         }
-        let instance = linker
-            .instantiate(&mut store, &module)
+        Ok(Compiled {
+            engine,
+            module,
+            linker,
+        })
+    }
+}
+
+/// The root context id the harness creates.
+pub const ROOT: u32 = 1;
+
+/// The loaded module with its scripted host.
+pub struct Filter {
+    store: Store<Host>,
+    instance: Instance,
+    next_context: u32,
+    trapped: Option<Trap>,
+}
+
+impl Filter {
+    /// Loads the built module ([`wasm_path`]) and starts it as Envoy does: `_initialize`,
+    /// the root context, `proxy_on_vm_start`.
+    pub fn load() -> Result<Filter, Trap> {
+        Filter::start(&Compiled::load()?, Host::default())
+    }
+
+    /// Loads a module from bytes with a prepared host.
+    pub fn from_bytes(wasm: &[u8], host: Host) -> Result<Filter, Trap> {
+        Filter::start(&Compiled::from_bytes(wasm)?, host)
+    }
+
+    /// A fresh VM of a compiled module (cheap: what a fuzz loop does per input).
+    pub fn start(compiled: &Compiled, mut host: Host) -> Result<Filter, Trap> {
+        let t = |e: wasmi::Error| Trap(e.to_string());
+        if host.now_ns == 0 {
+            // 2026-01-01T00:00:00Z: a plausible wall clock.
+            host.now_ns = 1_767_225_600_000_000_000;
+        }
+        if host.log_level == 0 {
+            host.log_level = 1; // debug
+        }
+        let mut store = Store::new(&compiled.engine, host);
+        let instance = compiled
+            .linker
+            .instantiate(&mut store, &compiled.module)
             .and_then(|pre| pre.start(&mut store))
             .map_err(t)?;
         let mut f = Filter {
