@@ -27,7 +27,8 @@ help:
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
-	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers (FUZZ_SECONDS each, default 60)"
+	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers and the whole built filter"
+	@echo "                    under the host harness (FUZZ_SECONDS each, default 60)"
 
 ## Tools ---------------------------------------------------------------------------------------
 
@@ -146,14 +147,16 @@ lint:
 	cargo clippy -p gateway-tracing-core --benches --features testing -- -D warnings \
 	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
 
-# Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer): traceparent, tracestate,
-# B3 and the plugin config, FUZZ_SECONDS each (default 60), one after another. Not part of
+# Coverage-guided fuzzing with cargo-fuzz (libFuzzer): the traceparent, tracestate, B3 and
+# plugin-config parsers, and `filter`: the built wasm under the host harness (tests/harness,
+# scenario.rs: any header bytes, callback orders, collector answers, failing host calls), FUZZ_SECONDS
+# each (default 60), one after another. Not part of
 # `make test`. Needs cargo-fuzz (installed here if missing) and a nightly toolchain (rustup's
 # nightly if there is one, else the installed rustc with RUSTC_BOOTSTRAP=1). Crashes are kept
 # in fuzz/artifacts/<target>/; the run fails on the first one.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= traceparent tracestate b3 config
-fuzz:
+FUZZ_TARGETS ?= traceparent tracestate b3 config filter
+fuzz: build
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	@if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=+nightly; boot=; else tc=; boot=RUSTC_BOOTSTRAP=1; fi; \
 	for t in $(FUZZ_TARGETS); do \
