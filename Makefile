@@ -120,8 +120,10 @@ microbench:
 
 ## Test ----------------------------------------------------------------------------------------
 
+# Includes the README Architecture map check (tests/architecture.rs), which needs no Envoy.
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
+	cargo test -p gateway-tracing --test architecture
 
 # End-to-end tests and config validation: real Envoy, built wasm, loopback services, and the
 # trace viewer in headless Chromium (tests/e2e_viewer.rs). The deployment files' schema checks
