@@ -287,6 +287,36 @@ fn the_cores_modules_import_each_other_without_a_circle() {
     assert!(edges.len() >= 10, "the core's modules were read: {edges:?}");
 }
 
+/// Most lines a source file may hold outside its tests: past this a file holds more than one
+/// noun (issue 15: the 900-line exporter).
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_source_file_has_more_than_600_lines_outside_its_tests() {
+    let mut long = Vec::new();
+    for src in crate_sources() {
+        let mut files = Vec::new();
+        rust_files(&root().join(&src), &mut files);
+        for f in files {
+            let rel = f.strip_prefix(root()).unwrap().to_string_lossy().to_string();
+            if is_test_file(&rel) {
+                continue;
+            }
+            let text = fs::read_to_string(&f).unwrap();
+            let lines = text
+                .split("#[cfg(test)]\nmod tests {")
+                .next()
+                .unwrap_or("")
+                .lines()
+                .count();
+            if lines > MAX_LINES {
+                long.push(format!("{rel}: {lines} lines"));
+            }
+        }
+    }
+    assert!(long.is_empty(), "split these by noun: {long:?}");
+}
+
 /// The checker itself, on inputs with a known answer.
 #[test]
 fn import_reading_rows() {
