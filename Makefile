@@ -121,8 +121,10 @@ microbench:
 
 ## Test ----------------------------------------------------------------------------------------
 
+# Includes the README Architecture map check (tests/architecture.rs), which needs no Envoy.
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
+	cargo test -p gateway-tracing --test architecture
 
 # The host harness (tests/harness): the built wasm in wasmi under a scripted proxy-wasm host:
 # callbacks in order, export answers with hostile statuses and bytes, ticks, drains, and a

@@ -14,7 +14,8 @@
 //! - no `on_log`: the attempt ends in `on_done`, when Envoy destroys the upstream request.
 
 use super::completion::{Completion, VIA_UPSTREAM};
-use super::start::{start, ActiveRequest, ClientCall};
+use super::request::{ActiveRequest, ClientCall};
+use super::start::start;
 use crate::config::Config;
 use crate::host::{property_bytes, property_string, property_u64, Host, Stats};
 use crate::ids::SpanId;

@@ -7,8 +7,9 @@
 use super::attempt::{attempt_completion, start_attempt, AttemptBook};
 use super::calls::{self, CallRecord};
 use super::completion::Completion;
+use super::request::ActiveRequest;
 use super::spans::finish;
-use super::start::{start, ActiveRequest};
+use super::start::start;
 use crate::config::{Config, Mode};
 use crate::host::{Host, Stats};
 use std::cell::RefCell;
