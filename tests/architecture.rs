@@ -298,7 +298,11 @@ fn no_source_file_has_more_than_600_lines_outside_its_tests() {
         let mut files = Vec::new();
         rust_files(&root().join(&src), &mut files);
         for f in files {
-            let rel = f.strip_prefix(root()).unwrap().to_string_lossy().to_string();
+            let rel = f
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
             if is_test_file(&rel) {
                 continue;
             }

@@ -9,11 +9,12 @@
 //! filter's own counters once the host stops failing and a tick has flushed them,
 //! `spans_created = spans_exported + spans_dropped_* + export_queue_spans`.
 
-use crate::{accounting, pairs, status, Compiled, Filter, Host, Pairs, Trap, ROOT};
+use crate::filter::{accounting, Compiled, Filter, Trap, CONFIG, ROOT};
+use crate::host::{pairs, status, Host, Pairs, REQUEST_HEADERS, RESPONSE_HEADERS};
 
 /// Plugin configurations the first byte picks from.
 pub const CONFIGS: &[&str] = &[
-    crate::CONFIG,
+    CONFIG,
     r#"{"service_name": "fuzz", "propagators": ["tracecontext", "b3"], "trust": "untrusted",
         "response_trace_header": "traceresponse", "sampler": "parentbased_traceidratio",
         "sampler_ratio": 0.5, "sampler_keep_errors": true, "access_log_ids": true,
@@ -231,7 +232,7 @@ pub fn run(compiled: &Compiled, data: &[u8]) -> Result<Summary, String> {
     let config = CONFIGS
         .get(b.below(CONFIGS.len()))
         .copied()
-        .unwrap_or(crate::CONFIG);
+        .unwrap_or(CONFIG);
     f.set_upstream("products", 200);
     let trap = |t: Trap| format!("trap: {t}");
     if !f.configure(config.as_bytes()).map_err(trap)? {
@@ -373,8 +374,8 @@ fn check_writes(h: &Host) -> Result<(), String> {
     for w in &h.writes {
         let name = String::from_utf8_lossy(&w.name).to_ascii_lowercase();
         let allowed = match w.map {
-            crate::REQUEST_HEADERS => WRITABLE_REQUEST_HEADERS,
-            crate::RESPONSE_HEADERS => WRITABLE_RESPONSE_HEADERS,
+            REQUEST_HEADERS => WRITABLE_REQUEST_HEADERS,
+            RESPONSE_HEADERS => WRITABLE_RESPONSE_HEADERS,
             _ => &[],
         };
         if !allowed.contains(&name.as_str()) {
