@@ -392,3 +392,18 @@ fn an_answer_for_an_unknown_token_or_context_is_ignored() {
     f.respond_status(call.token, b"200", vec![], b"").unwrap();
     assert_eq!(f.host().metric("spans_exported"), 2);
 }
+
+#[test]
+fn configuring_the_same_root_again_counts_what_the_old_exporter_held() {
+    let mut f = Filter::configured().unwrap();
+    f.request(get("/a"), status_headers("200")).unwrap();
+    assert!(f.configure(CONFIG.as_bytes()).unwrap());
+    assert_eq!(f.host().metric("spans_dropped_shutdown"), 2);
+    // A bad configuration leaves the running one in place.
+    f.request(get("/b"), status_headers("200")).unwrap();
+    assert!(!f.configure(b"{").unwrap());
+    let call = one_export(&mut f);
+    f.respond_status(call.token, b"200", vec![], b"").unwrap();
+    assert_eq!(f.host().metric("spans_exported"), 4);
+    assert_accounted(&f);
+}
