@@ -210,7 +210,7 @@ fn no_file_imports_what_its_row_does_not_allow() {
             }
             let Some(allowed) = rows
                 .iter()
-                .find(|r| r.paths.iter().any(|p| *p == rel))
+                .find(|r| r.paths.contains(&rel))
                 .and_then(|r| r.may_import.as_ref())
             else {
                 continue;
