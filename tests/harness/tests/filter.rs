@@ -407,3 +407,45 @@ fn configuring_the_same_root_again_counts_what_the_old_exporter_held() {
     assert_eq!(f.host().metric("spans_exported"), 4);
     assert_accounted(&f);
 }
+
+#[test]
+fn a_response_that_ends_in_its_body_or_trailers_is_traced_like_one_that_ends_in_headers() {
+    let mut f = Filter::configured().unwrap();
+    // Ends in the body.
+    let id = f.new_stream().unwrap();
+    f.request_headers(id, get("/api/products"), false).unwrap();
+    f.response_headers(id, status_headers("200"), false).unwrap();
+    f.response_body(id, 10, false).unwrap();
+    f.response_body(id, 0, true).unwrap();
+    f.log(id).unwrap();
+    assert!(f.done(id).unwrap());
+    f.delete(id).unwrap();
+    // Ends in trailers.
+    let id = f.new_stream().unwrap();
+    f.request_headers(id, get("/api/products"), true).unwrap();
+    f.response_headers(id, status_headers("200"), false).unwrap();
+    f.response_body(id, 10, false).unwrap();
+    f.response_trailers(id).unwrap();
+    f.log(id).unwrap();
+    f.done(id).unwrap();
+    f.delete(id).unwrap();
+    f.tick(500).unwrap();
+    let calls = f.take_calls();
+    assert_eq!(calls.len(), 1);
+    let req = ExportTraceServiceRequest::decode(calls[0].body.as_slice()).unwrap();
+    let kinds: Vec<i32> = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.kind)
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == SpanKind::Server as i32).count(),
+        2
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == SpanKind::Client as i32).count(),
+        2
+    );
+}
