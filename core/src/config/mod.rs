@@ -134,6 +134,9 @@ pub struct RawConfig {
     pub propagators: Option<Vec<String>>,
     #[serde(default)]
     pub trust: crate::propagation::Trust,
+    /// `trust: untrusted` only: drop (default) or keep the client's `baggage`.
+    #[serde(default)]
+    pub untrusted_baggage: Option<crate::propagation::UntrustedBaggage>,
     #[serde(default)]
     pub response_trace_header: crate::propagation::ResponseTraceHeader,
 }
@@ -331,7 +334,12 @@ pub fn validate(
     let routes = routes::validate(&raw.routes, raw.sampler)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
-    let propagation = propagation::validate(raw.propagators, raw.trust, raw.response_trace_header)?;
+    let propagation = propagation::validate(
+        raw.propagators,
+        raw.trust,
+        raw.untrusted_baggage,
+        raw.response_trace_header,
+    )?;
 
     Ok(Config {
         mode: raw.mode,

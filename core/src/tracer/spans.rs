@@ -222,7 +222,7 @@ fn server_span(
     if let Some(t) = &outcome.error_type {
         a.str(sc::ERROR_TYPE, t);
     }
-    if let Some(link) = &req.link {
+    for link in &req.links {
         write_link(&mut w, link);
     }
     finish_status(config, &mut w, &outcome, done.status != 0);
@@ -367,7 +367,7 @@ fn client_span(
         });
     }
     if req.server_span_id.is_none() {
-        if let Some(link) = &req.link {
+        for link in &req.links {
             write_link(&mut w, link);
         }
     }

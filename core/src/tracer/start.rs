@@ -31,8 +31,10 @@ pub struct ActiveRequest {
     pub trace_state: Option<String>,
     /// W3C trace-flags of this trace as we send and record them (sampled, random trace id).
     pub trace_flags: u8,
-    /// `trust: untrusted`: the incoming context, linked from our first span, not continued.
-    pub link: Option<SpanContext>,
+    /// `trust: untrusted`: the incoming contexts, linked from our first span, not continued.
+    pub links: Vec<SpanContext>,
+    /// The B3 debug flag goes on upstream ([`propagation::outgoing_debug`]).
+    pub debug: bool,
     /// `response_trace_header`: (name, value, replace) for the response headers.
     pub response_header: Option<(&'static str, String, bool)>,
     pub parent_span_id: Option<SpanId>,
@@ -129,12 +131,14 @@ impl propagation::Extractor for StartHeaders {
 /// - not `sampler_keep_errors` (an unrecorded request may still become spans) nor
 ///   `call_metrics` (every call is counted by cluster);
 /// - `propagators` is `tracecontext` alone (B3 reads and removes other headers);
+/// - `trust` is `trusted` (an untrusted edge reads and removes every format);
 /// - not the upstream-filter placement (an attempt is numbered from its headers).
 fn lean_start(config: &Config) -> bool {
     config.mode != Mode::UpstreamFilter
         && !config.keep_errors
         && !config.call_metrics
         && config.propagation.propagators == [Propagator::TraceContext]
+        && config.propagation.trust == Trust::Trusted
         && !matches!(
             config.sampler,
             Sampler::AlwaysOn | Sampler::ParentBasedAlwaysOn
@@ -173,8 +177,8 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         }
         log::debug!("{problem}");
     }
-    if incoming.link.is_some() {
-        stats.add(Counter::IncomingContextLinked, 1);
+    if !incoming.links.is_empty() {
+        stats.add(Counter::IncomingContextLinked, incoming.links.len() as u64);
     }
     let parent = incoming.parent.as_ref();
     // --- end propagation ---
@@ -374,17 +378,20 @@ fn announce(
     }
     if let Some((span_id, to)) = propagate {
         let ctx = SpanContext {
-            trace_id: req.trace_id,
-            span_id,
-            flags: req.trace_flags,
-            trace_state: req.trace_state.clone(),
+            debug: req.debug,
+            ..SpanContext::new(
+                req.trace_id,
+                span_id,
+                req.trace_flags,
+                req.trace_state.clone(),
+            )
         };
         let mut injector = HostInjector {
             host,
             failed: None,
             present,
         };
-        propagation::inject(&settings.propagators, &ctx, &mut injector);
+        propagation::outgoing(settings, &ctx, &mut injector);
         if let Some(e) = injector.failed {
             stats.add(Counter::InjectFailed, 1);
             log::warn!("could not write trace context to the upstream request: {e}");
@@ -397,12 +404,7 @@ fn announce(
     }
     // The span the client called: SERVER, or CLIENT when there is no SERVER span.
     if let Some(span_id) = hop {
-        let ctx = SpanContext {
-            trace_id: req.trace_id,
-            span_id,
-            flags: req.trace_flags,
-            trace_state: None,
-        };
+        let ctx = SpanContext::new(req.trace_id, span_id, req.trace_flags, None);
         req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
     }
 }
@@ -441,7 +443,8 @@ impl ActiveRequest {
             trace_id,
             trace_state: parent.and_then(|p| p.trace_state.clone()),
             trace_flags: propagation::outgoing_flags(parent, recorded),
-            link: incoming.link.clone(),
+            links: incoming.links.clone(),
+            debug: propagation::outgoing_debug(parent, recorded),
             response_header: None,
             parent_span_id: parent.map(|p| p.span_id),
             server_span_id,
