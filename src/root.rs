@@ -71,7 +71,7 @@ impl Context for Root {
         };
         let resp = ExportResponse {
             status,
-            retry_after: retry_after.as_deref(),
+            retry_after: retry_after.as_deref().map(str::as_bytes),
             body: &body,
         };
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {

@@ -71,8 +71,9 @@ pub struct ExportRequest<'a> {
 pub struct ExportResponse<'a> {
     /// The HTTP status; `None` when Envoy reports a failure without one (reset).
     pub status: Option<u16>,
-    /// The `retry-after` header, if any.
-    pub retry_after: Option<&'a str>,
+    /// The `retry-after` header as raw bytes, if any: a field value may hold any octet
+    /// (RFC 9110 §5.5 obs-text), so it is not assumed to be UTF-8.
+    pub retry_after: Option<&'a [u8]>,
     /// The response body (possibly truncated by the host glue).
     pub body: &'a [u8],
 }
