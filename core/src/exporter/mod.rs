@@ -37,7 +37,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-pub use backoff::{parse_retry_after, BACKOFF_JITTER};
+pub use backoff::{parse_retry_after, Clock, BACKOFF_JITTER};
 pub use diagnostics::FAILURE_LOG_INTERVAL_NS;
 pub use queue::QUEUE_ROOM_AGAIN_DIVISOR;
 pub use request::{encode_body, gzip};
@@ -99,6 +99,8 @@ pub struct Exporter {
     /// Set once the plugin is stopping: every response sends more of what is queued, no
     /// retries.
     draining: bool,
+    /// Exporter time: the host's wall clock made monotonic (see [`Clock`]).
+    clock: Clock,
 }
 
 impl Exporter {
@@ -115,6 +117,7 @@ impl Exporter {
             unknown_cluster_logged: false,
             tick_period: c.flush_interval,
             draining: false,
+            clock: Clock::default(),
         }
     }
 
@@ -220,6 +223,7 @@ impl Exporter {
     /// The timer fired: send what may be sent, then set the next tick (the flush interval, or
     /// sooner when a backoff ends before it).
     pub fn on_tick(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) {
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -246,6 +250,7 @@ impl Exporter {
     /// short of `max_export_batch_size` only with `partial`). While failing, only one probe,
     /// and only once the backoff has passed. Never sends an empty request.
     pub fn flush(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64, partial: bool) {
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -362,6 +367,7 @@ impl Exporter {
     /// to send or await; otherwise the remaining spans go out as responses free up in-flight
     /// slots.
     pub fn drain(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) -> bool {
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -419,6 +425,8 @@ impl Exporter {
         stats: &dyn Stats,
         now_ns: u64,
     ) {
+        let wall_ns = now_ns;
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -433,7 +441,8 @@ impl Exporter {
         match classify(resp.status, resp.body, elapsed, self.config.timeout) {
             Ok(()) => self.exported(batch, resp.body, &ctx),
             Err(failure) => {
-                let retry_after = resp.retry_after.and_then(|v| parse_retry_after(v, now_ns));
+                // An HTTP-date is wall-clock time.
+                let retry_after = resp.retry_after.and_then(|v| parse_retry_after(v, wall_ns));
                 let attempt = Attempt {
                     failure,
                     retry_after,

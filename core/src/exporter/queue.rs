@@ -87,13 +87,12 @@ impl Queue {
         self.held_spans += spans;
         // Hysteresis: "room again" once the queue is down to half, not at every push that
         // happens to fit (which would log twice per export answer under steady overload).
-        let room_again = if self.full.is_some()
-            && self.held_bytes <= self.budget / QUEUE_ROOM_AGAIN_DIVISOR
-        {
-            self.full.take()
-        } else {
-            None
-        };
+        let room_again =
+            if self.full.is_some() && self.held_bytes <= self.budget / QUEUE_ROOM_AGAIN_DIVISOR {
+                self.full.take()
+            } else {
+                None
+            };
         Admitted::Queued { room_again }
     }
 

@@ -162,7 +162,6 @@ fn span_count(body: &[u8]) -> usize {
     decoded(body).resource_spans[0].scope_spans[0].spans.len()
 }
 
-
 /// The collector is failing and the exporter is backing off.
 fn failing(e: &Exporter) -> bool {
     e.backoff.failing().is_some()
