@@ -362,13 +362,14 @@ fn counters(envoy: &Envoy) -> impl Fn(&str) -> u64 + '_ {
     }
 }
 
-const DROP_REASONS: [&str; 6] = [
+const DROP_REASONS: [&str; 7] = [
     "spans_dropped_queue_full",
     "spans_dropped_export_failed",
     "spans_dropped_retries_exhausted",
     "spans_dropped_rejected_by_collector",
     "spans_dropped_shutdown",
     "spans_dropped_internal",
+    "spans_dropped_too_large",
 ];
 
 /// Waits until the exporter holds nothing (counters and gauges reach Envoy at each tick), and

@@ -42,6 +42,7 @@ counters! {
     SpansDroppedExportFailed => "spans_dropped_export_failed", "Spans dropped because their export failed for good (400 or other non-retryable 4xx/5xx, unknown cluster, encoding failure).";
     SpansDroppedRetriesExhausted => "spans_dropped_retries_exhausted", "Spans dropped because retrying their batch exceeded exporter.retry.max_elapsed_ms.";
     SpansDroppedRejectedByCollector => "spans_dropped_rejected_by_collector", "Spans the collector answered 2xx for but rejected (OTLP partial_success.rejected_spans).";
+    SpansDroppedTooLarge => "spans_dropped_too_large", "Spans dropped because the collector refused a request holding only that span as too large (413).";
     SpansDroppedShutdown => "spans_dropped_shutdown", "Spans still queued or failing when the plugin stopped.";
     SpansDroppedInternal => "spans_dropped_internal", "Spans dropped because the exporter was busy in a re-entrant host callback (should stay 0).";
     RequestsNotSampled => "requests_not_sampled", "Requests not recorded because of the sampler (context is still propagated).";

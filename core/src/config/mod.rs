@@ -264,9 +264,48 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         } else {
             path
         };
-        structural(field, e.inner().to_string())
+        let reason = e.inner().to_string();
+        let reason = if is_secret_field(&field) {
+            redact_quoted(&reason)
+        } else {
+            reason
+        };
+        structural(field, reason)
     })?;
     validate(raw, env)
+}
+
+/// Fields whose values are secrets (`exporter.headers` and every header under it): a parse
+/// error there names the field, never the value.
+fn is_secret_field(field: &str) -> bool {
+    field == "exporter.headers" || field.starts_with("exporter.headers.")
+}
+
+/// A serde message with every value it quotes (`` `12345678` ``, `"abc"`) replaced by
+/// `<redacted>`: "invalid type: integer `<redacted>`, expected a string".
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut open: Option<char> = None;
+    for c in msg.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push_str("<redacted>");
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push_str("<redacted>");
+    }
+    out
 }
 
 /// Turns a parsed [`RawConfig`] into a [`Config`], checking every field.

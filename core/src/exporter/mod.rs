@@ -61,6 +61,11 @@ pub const MAX_IN_FLIGHT_FAILING: usize = 1;
 pub const FAST_FLUSH_PERIOD: Duration = Duration::from_millis(1);
 const NS_PER_MS: u64 = 1_000_000;
 
+/// The line that closes a spell of a full queue.
+fn log_room_again(dropped: u64) {
+    log::info!("export queue has room again; {dropped} spans were dropped while it was full");
+}
+
 /// What every step of the exporter works with: the host (dispatch, timer), the stats and the
 /// clock of this callback.
 #[derive(Clone, Copy)]
@@ -109,7 +114,11 @@ impl Exporter {
         Exporter {
             config: c.clone(),
             request: RequestBuilder::new(config),
-            queue: Queue::new(c.max_queue_bytes, c.max_export_batch_size),
+            queue: Queue::new(
+                c.max_queue_bytes,
+                c.max_export_batch_size,
+                c.max_export_bytes,
+            ),
             in_flight: HashMap::new(),
             backoff: Backoff::new(c.retry.clone()),
             dropped: Dropped::default(),
@@ -186,9 +195,7 @@ impl Exporter {
             }
             Admitted::Queued { room_again } => {
                 if let Some(n) = room_again {
-                    log::info!(
-                        "export queue has room again; {n} spans were dropped while it was full"
-                    );
+                    log_room_again(n);
                 }
             }
         }
@@ -232,11 +239,19 @@ impl Exporter {
         // The fast tick is for full batches; what is left over waits for the flush interval
         // (or the next full batch), as OTel's batch span processor does: not a small export
         // request behind every full one. A failing exporter's probe may be partial.
-        let partial = self.tick_period != FAST_FLUSH_PERIOD || self.backoff.failing().is_some();
+        // `flush_interval_ms: 1` is the fast tick's period too: every tick of it is a flush.
+        let partial = self.tick_period != FAST_FLUSH_PERIOD
+            || self.config.flush_interval <= FAST_FLUSH_PERIOD
+            || self.backoff.failing().is_some();
         self.send_ready(&ctx, partial);
         let period = self.next_tick(now_ns);
         self.set_tick(host, period);
         self.report(stats);
+        // Lines that must not wait for the next span or failure to be written.
+        if let Some(n) = self.queue.room_again() {
+            log_room_again(n);
+        }
+        self.log.flush(now_ns, false);
     }
 
     /// Gauges: bytes, spans and requests held.
@@ -283,18 +298,9 @@ impl Exporter {
         }
     }
 
-    /// The next batch from the queue, its request body built.
+    /// The next batch from the queue.
     fn next_batch(&mut self, partial: bool) -> Option<Batch> {
-        let taken = self.queue.take(partial)?;
-        let body = self
-            .request
-            .body(taken.runs.iter().map(Vec::as_slice), &self.config);
-        Some(Batch {
-            body,
-            spans: taken.spans,
-            bytes: taken.bytes,
-            first_sent_ns: None,
-        })
+        self.queue.take(partial)
     }
 
     /// Drops a retried batch whose retries have lasted `retry.max_elapsed`.
@@ -328,7 +334,10 @@ impl Exporter {
 
     fn send(&mut self, mut batch: Batch, is_retry: bool, ctx: &ExportCtx<'_>) {
         batch.first_sent_ns.get_or_insert(ctx.now_ns);
-        if batch.body.is_empty() {
+        let body = self
+            .request
+            .body(batch.runs.iter().map(|(r, _)| r.as_slice()), &self.config);
+        if body.is_empty() {
             let attempt = Attempt {
                 failure: Failure::Encoding,
                 retry_after: None,
@@ -340,7 +349,7 @@ impl Exporter {
         let req = ExportRequest {
             cluster: &self.config.cluster,
             headers: request::headers(&self.config),
-            body: &batch.body,
+            body: &body,
             timeout: self.config.timeout,
         };
         match ctx.host.dispatch(&req) {
@@ -400,6 +409,7 @@ impl Exporter {
     /// The VM is going away with spans still held: count them as dropped at shutdown and
     /// say so in one line. Returns how many.
     pub fn abandon(&mut self, stats: &dyn Stats) -> usize {
+        self.log.flush(0, true);
         let n = self.queue.held_spans();
         if n > 0 {
             stats.add(Counter::SpansDroppedShutdown, n as u64);
@@ -500,6 +510,10 @@ impl Exporter {
         let stats = ctx.stats;
         stats.add(Counter::ExportRequestsFailed, 1);
         let failure = attempt.failure;
+        if failure == Failure::Http(413) {
+            self.too_large(batch, ctx);
+            return;
+        }
         if self.draining {
             stats.add(Counter::SpansDroppedShutdown, batch.spans as u64);
             self.queue.release(&batch);
@@ -572,6 +586,39 @@ impl Exporter {
         }
         let period = self.next_tick(ctx.now_ns);
         self.set_tick(ctx.host, period);
+    }
+
+    /// 413 Content Too Large: the batch is split in two and both halves are sent again at once
+    /// (no backoff: the collector is up), down to a single span, which alone is dropped
+    /// (`spans_dropped_too_large`). So no span pays for another's size.
+    fn too_large(&mut self, batch: Batch, ctx: &ExportCtx<'_>) {
+        let (spans, bytes) = (batch.spans, batch.bytes);
+        match batch.split() {
+            Ok((a, b)) => {
+                log::debug!(
+                    "export to cluster '{}': HTTP 413 for {spans} spans ({bytes} bytes); retrying them in two halves of {} and {} spans",
+                    self.config.cluster,
+                    a.spans,
+                    b.spans
+                );
+                self.queue.push_retry_front(b);
+                self.queue.push_retry_front(a);
+            }
+            Err(one) => {
+                ctx.stats
+                    .add(Counter::SpansDroppedTooLarge, one.spans as u64);
+                self.dropped.too_large += one.spans as u64;
+                self.queue.release(&one);
+                self.log.warn(
+                    ctx.now_ns,
+                    "too_large",
+                    &format!(
+                        "export to cluster '{}': the collector refused a single span of {bytes} bytes as too large (HTTP 413); dropped (spans_dropped_too_large; its body limit, or exporter.max_export_bytes = {})",
+                        self.config.cluster, self.config.max_export_bytes
+                    ),
+                );
+            }
+        }
     }
 
     /// A failure that is not retried: dropped, counted, logged (an unknown cluster once, until

@@ -10,6 +10,7 @@ mod drain;
 mod queue;
 mod request;
 mod response;
+mod size;
 
 pub(super) use super::*;
 pub(super) use crate::config::*;
@@ -99,6 +100,7 @@ impl MockStats {
             Counter::SpansDroppedRejectedByCollector,
             Counter::SpansDroppedShutdown,
             Counter::SpansDroppedInternal,
+            Counter::SpansDroppedTooLarge,
         ]
         .iter()
         .map(|c| self.get(*c))
