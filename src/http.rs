@@ -104,15 +104,26 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        // `response_trace_header`: tell the client its trace (value decided at request start).
-        if let Some((name, value, replace)) = self
-            .active
-            .as_ref()
-            .and_then(|r| r.response_header.as_ref())
-        {
-            use gateway_tracing_core::host::Host;
-            if let Err(e) = ProxyHost.add_response_header(name, value, *replace) {
-                log::debug!("could not add the {name} response header: {e}");
+        // `response_trace_header`: tell the client its trace (decided at request start; a
+        // request `sampler_keep_errors` keeps says so, which needs the status).
+        if let (Some(shared), Some(req)) = (&self.shared, &self.active) {
+            if req.response_header.is_some() {
+                let status = (shared.config.keep_errors && !req.recorded)
+                    .then(|| {
+                        abi::header_value(abi::RESPONSE_HEADERS, ":status")
+                            .ok()
+                            .flatten()
+                    })
+                    .flatten()
+                    .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+                if let Some((name, value, replace)) =
+                    req.response_header_for(&shared.config, status)
+                {
+                    use gateway_tracing_core::host::Host;
+                    if let Err(e) = ProxyHost.add_response_header(name, &value, replace) {
+                        log::debug!("could not add the {name} response header: {e}");
+                    }
+                }
             }
         }
         if self.upstream_placement() && self.active.is_some() {

@@ -52,7 +52,12 @@ pub fn finish(
     out: &mut Vec<u8>,
 ) -> usize {
     if !req.recorded {
+        // With `sampler_keep_errors` the decision is final only now: a request is counted
+        // once, as kept or as not sampled (start leaves the count to here).
         if !(config.keep_errors && done.is_failure()) {
+            if config.keep_errors {
+                stats.add(Counter::RequestsNotSampled, 1);
+            }
             return 0;
         }
         stats.add(Counter::RequestsKeptForError, 1);

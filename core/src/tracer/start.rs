@@ -35,8 +35,11 @@ pub struct ActiveRequest {
     pub links: Vec<SpanContext>,
     /// The B3 debug flag goes on upstream ([`propagation::outgoing_debug`]).
     pub debug: bool,
-    /// `response_trace_header`: (name, value, replace) for the response headers.
+    /// `response_trace_header`: (name, value, replace) for the response headers, as decided
+    /// at start; see [`ActiveRequest::response_header_for`].
     pub response_header: Option<(&'static str, String, bool)>,
+    /// The span the response header names (SERVER, else CLIENT).
+    pub(super) hop_span_id: Option<SpanId>,
     pub parent_span_id: Option<SpanId>,
     /// The SERVER span (gateway, inbound sidecar).
     pub server_span_id: Option<SpanId>,
@@ -209,7 +212,9 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let recorded = config
         .sampler
         .should_sample(incoming.caller_sampled(), &trace_id, ratio);
-    if !recorded {
+    // With `sampler_keep_errors` an unsampled request may still be kept: counted at log
+    // (`finish`), once, as kept or as not sampled.
+    if !recorded && !config.keep_errors {
         stats.add(Counter::RequestsNotSampled, 1);
     }
     let headers = match read {
@@ -403,6 +408,7 @@ fn announce(
         );
     }
     // The span the client called: SERVER, or CLIENT when there is no SERVER span.
+    req.hop_span_id = hop;
     if let Some(span_id) = hop {
         let ctx = SpanContext::new(req.trace_id, span_id, req.trace_flags, None);
         req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
@@ -446,6 +452,7 @@ impl ActiveRequest {
             links: incoming.links.clone(),
             debug: propagation::outgoing_debug(parent, recorded),
             response_header: None,
+            hop_span_id: None,
             parent_span_id: parent.map(|p| p.span_id),
             server_span_id,
             client: None,
@@ -461,6 +468,29 @@ impl ActiveRequest {
             authority: String::new(),
             user_agent: None,
             request_headers: Vec::new(),
+        }
+    }
+
+    /// The response trace header to write once the response status is known: the one decided
+    /// at start, except that a request `sampler_keep_errors` will keep (a 5xx) says so
+    /// (`-01`), as its exported spans do.
+    pub fn response_header_for(
+        &self,
+        config: &Config,
+        status: Option<u16>,
+    ) -> Option<(&'static str, String, bool)> {
+        let kept = !self.recorded && config.keep_errors && status.is_some_and(|s| s >= 500);
+        match (kept, self.hop_span_id) {
+            (true, Some(span_id)) => {
+                let ctx = SpanContext::new(
+                    self.trace_id,
+                    span_id,
+                    self.trace_flags | propagation::FLAG_SAMPLED,
+                    None,
+                );
+                propagation::response::header(config.propagation.response_trace_header, &ctx)
+            }
+            _ => self.response_header.clone(),
         }
     }
 
