@@ -55,6 +55,7 @@ counters! {
     IncomingContextLinked => "incoming_context_linked", "Incoming trace contexts not continued but recorded as a span link (trust: untrusted).";
     InjectFailed => "inject_failed", "Trace context could not be written to the upstream request.";
     RequestsKeptForError => "requests_kept_for_error", "Requests not sampled but recorded because they failed (sampler_keep_errors).";
+    SpanLimitsApplied => "span_limits_applied", "Attribute values cut to span_limits.attribute_value_length_limit, plus attributes, events and links dropped by span_limits (each also in the span's dropped_*_count).";
     DurableObjectIdMissing => "durable_object_id_missing", "Calls to a Durable Object cluster whose id (route param or header) was missing.";
 }
 

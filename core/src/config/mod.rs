@@ -13,6 +13,7 @@
 pub mod clusters;
 pub mod env;
 pub mod exporter;
+pub mod limits;
 pub mod placement;
 pub mod propagation;
 pub mod routes;
@@ -22,6 +23,7 @@ mod tests;
 pub use clusters::{ClusterTarget, DurableObject, DurableObjectId, RawCluster, RawDurableObject};
 pub use env::expand;
 pub use exporter::*;
+pub use limits::{RawSpanLimits, SpanLimits};
 pub use placement::ClientSpans;
 pub use routes::RawRoute;
 
@@ -139,6 +141,9 @@ pub struct RawConfig {
     pub untrusted_baggage: Option<crate::propagation::UntrustedBaggage>,
     #[serde(default)]
     pub response_trace_header: crate::propagation::ResponseTraceHeader,
+    /// Span limits (attribute value length, counts, tracestate capture).
+    #[serde(default)]
+    pub span_limits: RawSpanLimits,
 }
 
 fn default_service_name() -> String {
@@ -185,6 +190,7 @@ pub struct Config {
     pub exporter: ExporterConfig,
     /// `propagators`, `trust`, `response_trace_header`.
     pub propagation: crate::propagation::Settings,
+    pub span_limits: SpanLimits,
 }
 
 impl Config {
@@ -373,6 +379,7 @@ pub fn validate(
     let routes = routes::validate(&raw.routes, raw.sampler)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
+    let span_limits = limits::validate(raw.span_limits)?;
     let propagation = propagation::validate(
         raw.propagators,
         raw.trust,
@@ -398,6 +405,7 @@ pub fn validate(
         clusters,
         exporter,
         propagation,
+        span_limits,
     })
 }
 

@@ -5,11 +5,12 @@
 
 use super::completion::{Completion, VIA_UPSTREAM};
 use super::start::{ActiveRequest, ClientCall};
+use crate::config::limits::cap_tracestate;
 use crate::config::{Config, Semconv};
 use crate::host::Stats;
 use crate::ids::SpanId;
 use crate::metrics::Counter;
-use crate::otlp::writer::{Attrs, Head, Kind, SpanWriter};
+use crate::otlp::writer::{Attrs, Head, Kind, LimitHits, SpanWriter};
 use crate::otlp::SpanFlags;
 use crate::propagation::{SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use crate::route::Route;
@@ -27,16 +28,27 @@ fn base_flags(req: &ActiveRequest) -> u32 {
 
 /// A span link to an incoming context that was not continued (`trust: untrusted`): its ids,
 /// tracestate, sampled and random flags, and "the linked span is remote" (bits 8 and 9).
-fn write_link(w: &mut SpanWriter<'_>, ctx: &SpanContext) {
+fn write_link(config: &Config, w: &mut SpanWriter<'_>, ctx: &SpanContext) {
     let flags = SpanFlags::ContextHasIsRemoteMask as u32
         | SpanFlags::ContextIsRemoteMask as u32
         | u32::from(ctx.flags & (FLAG_SAMPLED | FLAG_RANDOM));
     w.link(
         &ctx.trace_id.0,
         &ctx.span_id.0,
-        ctx.trace_state.as_deref().unwrap_or(""),
+        cap_tracestate(
+            ctx.trace_state.as_deref().unwrap_or(""),
+            config.span_limits.tracestate_length,
+        ),
         flags,
     );
+}
+
+/// Counts what the span limits did to one span (`span_limits_applied`).
+fn count_hits(stats: &dyn Stats, hits: LimitHits) {
+    let n = u64::from(hits.truncated) + u64::from(hits.dropped);
+    if n > 0 {
+        stats.add(Counter::SpanLimitsApplied, n);
+    }
 }
 /// Bit 9: the parent is remote (it came from another process).
 const PARENT_IS_REMOTE: u32 = SpanFlags::ContextIsRemoteMask as u32;
@@ -65,7 +77,7 @@ pub fn finish(
     let mut n = 0;
     let route = req.route.and_then(|i| config.routes.routes.get(i));
     if let Some(server_id) = req.server_span_id {
-        server_span(
+        let hits = server_span(
             config,
             req,
             done,
@@ -73,6 +85,7 @@ pub fn finish(
             route.map(|r| r.template.as_str()),
             out,
         );
+        count_hits(stats, hits);
         n += 1;
     }
     if let Some(call) = &req.client {
@@ -83,7 +96,8 @@ pub fn finish(
             responded || status::upstream_failed(done.flags) || done.upstream_address.is_some();
         if attempted {
             let parent = req.server_span_id.or(req.parent_span_id);
-            client_span(config, req, done, responded, call, parent, route, out);
+            let hits = client_span(config, req, done, responded, call, parent, route, out);
+            count_hits(stats, hits);
             n += 1;
         }
     }
@@ -150,7 +164,7 @@ fn server_span(
     id: SpanId,
     route: Option<&str>,
     out: &mut Vec<u8>,
-) {
+) -> LimitHits {
     let method = req.method.for_name();
     let name: &[&str] = match route {
         Some(r) => &[method, r],
@@ -161,14 +175,18 @@ fn server_span(
         &Head {
             trace_id: &req.trace_id.0,
             span_id: &id.0,
-            trace_state: req.trace_state.as_deref().unwrap_or(""),
+            trace_state: cap_tracestate(
+                req.trace_state.as_deref().unwrap_or(""),
+                config.span_limits.tracestate_length,
+            ),
             parent_span_id: req.parent_span_id.as_ref().map(|p| &p.0),
             name,
             kind: Kind::Server,
             start_ns: req.start_ns,
             end_ns: done.end_ns.max(req.start_ns),
         },
-    );
+    )
+    .with_limits(config.span_limits.writer);
     let outcome = status::server_outcome(done.status);
     let flags = status::flags_to_string(done.flags);
     let mut a = w.attrs();
@@ -228,7 +246,7 @@ fn server_span(
         a.str(sc::ERROR_TYPE, t);
     }
     for link in &req.links {
-        write_link(&mut w, link);
+        write_link(config, &mut w, link);
     }
     finish_status(config, &mut w, &outcome, done.status != 0);
     w.finish(
@@ -238,7 +256,7 @@ fn server_span(
             } else {
                 0
             },
-    );
+    )
 }
 
 /// ERROR status with its description; under `semconv: stable` the description stays empty
@@ -260,7 +278,7 @@ fn client_span(
     parent: Option<SpanId>,
     route: Option<&Route>,
     out: &mut Vec<u8>,
-) {
+) -> LimitHits {
     let label = call.target.service_label();
     let upstream_path = done.upstream_path.as_deref().map(strip_query);
     let template = config.routes.upstream_template(route, upstream_path);
@@ -279,14 +297,18 @@ fn client_span(
         &Head {
             trace_id: &req.trace_id.0,
             span_id: &call.span_id.0,
-            trace_state: req.trace_state.as_deref().unwrap_or(""),
+            trace_state: cap_tracestate(
+                req.trace_state.as_deref().unwrap_or(""),
+                config.span_limits.tracestate_length,
+            ),
             parent_span_id: parent.as_ref().map(|p| &p.0),
             name,
             kind: Kind::Client,
             start_ns: req.start_ns,
             end_ns,
         },
-    );
+    )
+    .with_limits(config.span_limits.writer);
     let outcome = status::client_outcome(done.status, responded, done.flags, &done.code_details);
     let flags = status::flags_to_string(done.flags);
     let service = call.target.service.as_str();
@@ -373,7 +395,7 @@ fn client_span(
     }
     if req.server_span_id.is_none() {
         for link in &req.links {
-            write_link(&mut w, link);
+            write_link(config, &mut w, link);
         }
     }
     finish_status(config, &mut w, &outcome, responded);
@@ -384,5 +406,5 @@ fn client_span(
             } else {
                 0
             },
-    );
+    )
 }
