@@ -668,7 +668,7 @@ fn b3_specification_rows() {
         m.sort();
         m
     };
-    let rows = vec![
+    let rows = [
         Row {
             fields: ratio0,
             incoming: vec![("b3", format!("{T}-{S}"))],
