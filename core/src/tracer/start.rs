@@ -135,9 +135,12 @@ impl propagation::Extractor for StartHeaders {
 ///   `call_metrics` (every call is counted by cluster);
 /// - `propagators` is `tracecontext` alone (B3 reads and removes other headers);
 /// - `trust` is `trusted` (an untrusted edge reads and removes every format);
-/// - not the upstream-filter placement (an attempt is numbered from its headers).
+/// - not the upstream-filter placement (an attempt is numbered from its headers), nor a
+///   gateway that leaves its CLIENT spans to it (a client's `x-envoy-original-path` is removed,
+///   see [`announce`]).
 fn lean_start(config: &Config) -> bool {
     config.mode != Mode::UpstreamFilter
+        && config.client_spans != ClientSpans::UpstreamFilter
         && !config.keep_errors
         && !config.call_metrics
         && config.propagation.propagators == [Propagator::TraceContext]
@@ -373,6 +376,23 @@ fn announce(
     let settings = &config.propagation;
     if config.access_log_ids {
         expose_ids(host, req.trace_id, hop);
+    }
+    // The upstream-filter placement takes the route (and a Durable Object id) from
+    // `x-envoy-original-path`. Envoy's router sets it when a route rewrites the path, but on a
+    // route without a rewrite a client's own copy reaches the upstream filters unchanged
+    // (measured with Envoy 1.40 unless `use_remote_address: true`, which strips it). The
+    // gateway runs before the router: it removes the client's, so what the upstream filter
+    // reads is Envoy's or nothing.
+    if config.mode == Mode::Gateway
+        && config.client_spans == ClientSpans::UpstreamFilter
+        && !present
+            .get_all(super::placement::ORIGINAL_PATH_HEADER)
+            .is_empty()
+    {
+        if let Err(e) = host.set_request_header(super::placement::ORIGINAL_PATH_HEADER, None) {
+            stats.add(Counter::InjectFailed, 1);
+            log::warn!("could not remove a client's x-envoy-original-path: {e}");
+        }
     }
     if let Some(root) = hop {
         log::debug!(
