@@ -1,6 +1,7 @@
-//! The host boundary: everything the core needs from Envoy, as small traits. The wasm module
-//! implements them once over proxy-wasm host calls (`filter::proxy_host`); tests implement
-//! them with in-memory mocks. Nothing outside `filter` names `proxy_wasm`.
+//! The host boundary: everything the core needs from Envoy, as small traits. Each glue crate
+//! implements them once: the wasm filter over proxy-wasm host calls (`src/proxy_host.rs` at
+//! the repository root); tests with in-memory mocks (`testing.rs`). The core itself
+//! never names `proxy_wasm`.
 
 use crate::metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;

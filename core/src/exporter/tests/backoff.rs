@@ -66,6 +66,13 @@ fn retry_after_parsing() {
             r.reason
         );
     }
+    // obs-text (RFC 9110 §5.5) is legal in a field value: bytes that are not UTF-8 are no hint.
+    assert_eq!(parse_retry_after(b"\xff", now), None, "not UTF-8: ignored");
+    assert_eq!(
+        parse_retry_after(b"1\x80", now),
+        None,
+        "trailing obs-text: ignored"
+    );
 }
 
 #[test]

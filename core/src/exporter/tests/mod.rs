@@ -93,18 +93,7 @@ impl MockStats {
         self.gauges.borrow().get(&g).copied().unwrap_or(0)
     }
     fn dropped(&self) -> u64 {
-        [
-            Counter::SpansDroppedQueueFull,
-            Counter::SpansDroppedExportFailed,
-            Counter::SpansDroppedRetriesExhausted,
-            Counter::SpansDroppedRejectedByCollector,
-            Counter::SpansDroppedShutdown,
-            Counter::SpansDroppedInternal,
-            Counter::SpansDroppedTooLarge,
-        ]
-        .iter()
-        .map(|c| self.get(*c))
-        .sum()
+        Counter::drop_reasons().map(|c| self.get(c)).sum()
     }
     /// created = exported + dropped by reason + still held.
     fn assert_accounted(&self, e: &Exporter) {
