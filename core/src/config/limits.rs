@@ -3,7 +3,6 @@
 //! safe default, so a hostile or huge request cannot make a huge span.
 
 use super::{check_range, ConfigError};
-use crate::otlp::writer::Limits;
 use serde::Deserialize;
 
 /// `attribute_value_length_limit`: string attribute values longer than this many bytes are cut
@@ -69,10 +68,13 @@ fn d_tracestate_length() -> u64 {
     DEFAULT_TRACESTATE_LENGTH_LIMIT
 }
 
-/// Validated `span_limits`.
+/// Validated `span_limits` (the span writer takes them as `otlp::writer::Limits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpanLimits {
-    pub writer: Limits,
+    pub attribute_value_length: usize,
+    pub attribute_count: u32,
+    pub event_count: u32,
+    pub link_count: u32,
     pub tracestate_length: usize,
 }
 
@@ -80,7 +82,10 @@ impl Default for SpanLimits {
     fn default() -> Self {
         // The defaults are in range by construction (tested).
         validate(RawSpanLimits::default()).unwrap_or(SpanLimits {
-            writer: Limits::UNLIMITED,
+            attribute_value_length: usize::MAX,
+            attribute_count: u32::MAX,
+            event_count: u32::MAX,
+            link_count: u32::MAX,
             tracestate_length: usize::MAX,
         })
     }
@@ -108,13 +113,11 @@ pub(super) fn validate(r: RawSpanLimits) -> Result<SpanLimits, ConfigError> {
     )?;
     let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(SpanLimits {
-        writer: Limits {
-            attribute_value_length: usize::try_from(r.attribute_value_length_limit)
-                .unwrap_or(usize::MAX),
-            attribute_count: n(r.attribute_count_limit),
-            event_count: n(r.event_count_limit),
-            link_count: n(r.link_count_limit),
-        },
+        attribute_value_length: usize::try_from(r.attribute_value_length_limit)
+            .unwrap_or(usize::MAX),
+        attribute_count: n(r.attribute_count_limit),
+        event_count: n(r.event_count_limit),
+        link_count: n(r.link_count_limit),
         tracestate_length: usize::try_from(r.tracestate_length_limit).unwrap_or(usize::MAX),
     })
 }
@@ -145,12 +148,12 @@ mod tests {
     fn named_defaults_are_valid_and_as_documented() {
         let l = SpanLimits::default();
         assert_eq!(
-            l.writer.attribute_value_length, 4096,
+            l.attribute_value_length, 4096,
             "4 KiB keeps real URLs whole"
         );
-        assert_eq!(l.writer.attribute_count, 128, "OpenTelemetry's default");
-        assert_eq!(l.writer.event_count, 128, "OpenTelemetry's default");
-        assert_eq!(l.writer.link_count, 128, "OpenTelemetry's default");
+        assert_eq!(l.attribute_count, 128, "OpenTelemetry's default");
+        assert_eq!(l.event_count, 128, "OpenTelemetry's default");
+        assert_eq!(l.link_count, 128, "OpenTelemetry's default");
         assert_eq!(l.tracestate_length, 512, "W3C: at least 512 passed on");
     }
 

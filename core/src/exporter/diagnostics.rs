@@ -98,6 +98,11 @@ impl LogLimiter {
     }
 }
 
+/// The line that closes a spell of a full queue.
+pub(super) fn log_room_again(dropped: u64) {
+    log::info!("export queue has room again; {dropped} spans were dropped while it was full");
+}
+
 /// Collector text made safe for one log line: printable, short.
 pub(super) fn sanitize(msg: &str) -> String {
     let mut out: String = msg

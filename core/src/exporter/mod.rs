@@ -10,7 +10,9 @@
 //! - [`response`](mod@response): what an answer means ([`classify`], [`Failure`],
 //!   [`partial_success`]);
 //! - [`request`](mod@request): framing, encoding, compression and headers of a request;
-//! - [`diagnostics`](mod@diagnostics): the state-change lines and the per-kind log limiter.
+//! - [`diagnostics`](mod@diagnostics): the state-change lines and the per-kind log limiter;
+//! - [`drops`](mod@drops): batches dropped for good (not retryable, retries exhausted, a span
+//!   too large alone) and the 413 split.
 //!
 //! **Retry.** 429, 502, 503, 504, timeouts and connection failures are retried; 400 and every
 //! other status are not (OTLP/HTTP exporter spec). `Retry-After` (seconds or HTTP-date) is
@@ -31,6 +33,7 @@
 
 mod backoff;
 mod diagnostics;
+mod drops;
 mod queue;
 mod request;
 mod response;
@@ -47,7 +50,7 @@ use crate::config::{Config, ExporterConfig};
 use crate::host::{ExportHost, ExportRequest, ExportResponse, Stats};
 use crate::metrics::{Counter, Gauge, Histogram};
 use backoff::{Backoff, Step};
-use diagnostics::{sanitize, Dropped, LogLimiter};
+use diagnostics::{log_room_again, sanitize, Dropped, LogLimiter};
 use queue::{Admitted, Batch, Queue};
 use request::RequestBuilder;
 use std::collections::HashMap;
@@ -60,11 +63,6 @@ pub const MAX_IN_FLIGHT_FAILING: usize = 1;
 /// Tick period used to flush a full batch promptly from the root context.
 pub const FAST_FLUSH_PERIOD: Duration = Duration::from_millis(1);
 const NS_PER_MS: u64 = 1_000_000;
-
-/// The line that closes a spell of a full queue.
-fn log_room_again(dropped: u64) {
-    log::info!("export queue has room again; {dropped} spans were dropped while it was full");
-}
 
 /// What every step of the exporter works with: the host (dispatch, timer), the stats and the
 /// clock of this callback.
@@ -317,19 +315,6 @@ impl Exporter {
             }
             _ => Some(batch),
         }
-    }
-
-    /// Drops a batch whose retries ran out of `retry.max_elapsed`: counted, released, logged.
-    fn drop_exhausted(&mut self, batch: &Batch, why: &str, ctx: &ExportCtx<'_>) {
-        ctx.stats
-            .add(Counter::SpansDroppedRetriesExhausted, batch.spans as u64);
-        self.dropped.retries_exhausted += batch.spans as u64;
-        self.queue.release(batch);
-        let what = format!(
-            "export to cluster '{}': {} spans dropped, {why} (exporter.retry.max_elapsed_ms)",
-            self.config.cluster, batch.spans
-        );
-        self.log.warn(ctx.now_ns, "retries exhausted", &what);
     }
 
     fn send(&mut self, mut batch: Batch, is_retry: bool, ctx: &ExportCtx<'_>) {
@@ -586,63 +571,5 @@ impl Exporter {
         }
         let period = self.next_tick(ctx.now_ns);
         self.set_tick(ctx.host, period);
-    }
-
-    /// 413 Content Too Large: the batch is split in two and both halves are sent again at once
-    /// (no backoff: the collector is up), down to a single span, which alone is dropped
-    /// (`spans_dropped_too_large`). So no span pays for another's size.
-    fn too_large(&mut self, batch: Batch, ctx: &ExportCtx<'_>) {
-        let (spans, bytes) = (batch.spans, batch.bytes);
-        match batch.split() {
-            Ok((a, b)) => {
-                log::debug!(
-                    "export to cluster '{}': HTTP 413 for {spans} spans ({bytes} bytes); retrying them in two halves of {} and {} spans",
-                    self.config.cluster,
-                    a.spans,
-                    b.spans
-                );
-                self.queue.push_retry_front(b);
-                self.queue.push_retry_front(a);
-            }
-            Err(one) => {
-                ctx.stats
-                    .add(Counter::SpansDroppedTooLarge, one.spans as u64);
-                self.dropped.too_large += one.spans as u64;
-                self.queue.release(&one);
-                self.log.warn(
-                    ctx.now_ns,
-                    "too_large",
-                    &format!(
-                        "export to cluster '{}': the collector refused a single span of {bytes} bytes as too large (HTTP 413); dropped (spans_dropped_too_large; its body limit, or exporter.max_export_bytes = {})",
-                        self.config.cluster, self.config.max_export_bytes
-                    ),
-                );
-            }
-        }
-    }
-
-    /// A failure that is not retried: dropped, counted, logged (an unknown cluster once, until
-    /// an export succeeds; other kinds at most once per interval each).
-    fn drop_failed(&mut self, batch: &Batch, failure: &Failure, ctx: &ExportCtx<'_>) {
-        ctx.stats
-            .add(Counter::SpansDroppedExportFailed, batch.spans as u64);
-        self.dropped.export_failed += batch.spans as u64;
-        self.queue.release(batch);
-        let what = failure.describe(&self.config);
-        if failure.is_unknown_cluster() {
-            if !self.unknown_cluster_logged {
-                log::error!("{what}; spans are dropped until it is (spans_dropped_export_failed)");
-                self.unknown_cluster_logged = true;
-            }
-            return;
-        }
-        self.log.warn(
-            ctx.now_ns,
-            &failure.kind(),
-            &format!(
-                "export to cluster '{}' failed: {what}, not retryable; {} spans dropped",
-                self.config.cluster, batch.spans
-            ),
-        );
     }
 }

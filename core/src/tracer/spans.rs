@@ -11,7 +11,7 @@ use crate::config::{Config, Semconv};
 use crate::host::Stats;
 use crate::ids::SpanId;
 use crate::metrics::Counter;
-use crate::otlp::writer::{Attrs, Head, Kind, LimitHits, SpanWriter};
+use crate::otlp::writer::{Attrs, Head, Kind, LimitHits, Limits, SpanWriter};
 use crate::otlp::SpanFlags;
 use crate::propagation::{SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use crate::route::Route;
@@ -42,6 +42,17 @@ fn write_link(config: &Config, w: &mut SpanWriter<'_>, ctx: &SpanContext) {
         ),
         flags,
     );
+}
+
+/// `span_limits` as the span writer takes them.
+fn writer_limits(config: &Config) -> Limits {
+    let l = &config.span_limits;
+    Limits {
+        attribute_value_length: l.attribute_value_length,
+        attribute_count: l.attribute_count,
+        event_count: l.event_count,
+        link_count: l.link_count,
+    }
 }
 
 /// Counts what the span limits did to one span (`span_limits_applied`).
@@ -187,7 +198,7 @@ fn server_span(
             end_ns: done.end_ns.max(req.start_ns),
         },
     )
-    .with_limits(config.span_limits.writer);
+    .with_limits(writer_limits(config));
     let outcome = status::server_outcome(done.status);
     let flags = status::flags_to_string(done.flags);
     let mut a = w.attrs();
@@ -309,7 +320,7 @@ fn client_span(
             end_ns,
         },
     )
-    .with_limits(config.span_limits.writer);
+    .with_limits(writer_limits(config));
     let outcome = status::client_outcome(done.status, responded, done.flags, &done.code_details);
     let flags = status::flags_to_string(done.flags);
     let service = call.target.service.as_str();
