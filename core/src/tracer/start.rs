@@ -16,7 +16,7 @@ use crate::route::Params;
 use crate::sampler::Sampler;
 use crate::semconv as sc;
 use crate::url::strip_query;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Methods semconv knows; anything else is reported as `_OTHER` (and spans are named `HTTP`).
 const KNOWN_METHODS: [&str; 9] = [
@@ -61,7 +61,7 @@ pub struct ActiveRequest {
 pub struct ClientCall {
     pub span_id: SpanId,
     pub cluster: String,
-    pub target: Rc<ClusterTarget>,
+    pub target: Arc<ClusterTarget>,
     pub durable_object_id: Option<String>,
     /// Upstream-filter placement: which attempt of the request this is (1 = the first; see
     /// [`super::attempt`]). `None` in the other placements (the span covers every attempt).
@@ -283,7 +283,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let client_target = req
         .client
         .as_ref()
-        .map(|c| (c.span_id, Rc::clone(&c.target)));
+        .map(|c| (c.span_id, Arc::clone(&c.target)));
     let propagate = propagated(
         config,
         req.server_span_id,
