@@ -270,10 +270,24 @@ impl Envoy {
     }
 
     /// One counter or gauge from `/stats`, by exact name. A filter stat is named as the wasm
-    /// build names it (`wasmcustom.gateway_tracing.*`); with the native build the same stat is
-    /// read under the dynamic-module namespace.
+    /// build names it (`wasmcustom.gateway_tracing.*`); with the native build it is read under
+    /// the dynamic-module namespace, summed over the scopes Envoy puts it in (the listener's,
+    /// and each cluster's for upstream filters: `cluster.<name>.dynamicmodulescustom.*`), which
+    /// is what the wasm build's one shared stat counts.
     pub fn stat(&self, name: &str) -> Result<Option<u64>, String> {
-        Ok(parse_stat(&self.stats()?, &self.build.stat_name(name)))
+        let stats = self.stats()?;
+        let native = self.build.stat_name(name);
+        if native == name {
+            return Ok(parse_stat(&stats, name));
+        }
+        let suffix = format!(".{native}");
+        let values: Vec<u64> = stats
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| *k == native || k.ends_with(&suffix))
+            .filter_map(|(_, v)| v.trim().parse().ok())
+            .collect();
+        Ok((!values.is_empty()).then(|| values.iter().sum()))
     }
 
     /// The filter build this Envoy runs.

@@ -236,7 +236,7 @@ fn stream_hook(hook: &'static str, ptr: *const c_void, body: impl FnOnce(&mut Fi
     if !ok {
         // SAFETY: as above; the closure that borrowed it has ended.
         if let Some(f) = unsafe { filter_mut(ptr) } {
-            *f = Filter::new(process);
+            f.abandon();
         }
     }
 }
@@ -244,7 +244,7 @@ fn stream_hook(hook: &'static str, ptr: *const c_void, body: impl FnOnce(&mut Fi
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
     config: *const c_void,
-    _envoy: FilterEnvoyPtr,
+    envoy: FilterEnvoyPtr,
 ) -> *const c_void {
     // SAFETY: Envoy passes the pointer `on_http_filter_config_new` returned.
     let Some(p) = (unsafe { process_ref(config) }) else {
@@ -256,17 +256,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
             Arc::increment_strong_count(config as *const Process);
             Arc::from_raw(config as *const Process)
         };
-        Box::into_raw(Box::new(Filter::new(process))) as *const c_void
+        Box::into_raw(Box::new(Filter::new(process, envoy))) as *const c_void
     })
 }
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter: *const c_void) {
+    stream_hook("on_http_filter_destroy", filter, Filter::destroy);
     if filter.is_null() {
         return;
     }
     let _ = catch_unwind(|| {
-        // SAFETY: the pointer `on_http_filter_new` returned, destroyed once.
+        // SAFETY: the pointer `on_http_filter_new` returned, destroyed once, after its last use.
         drop(unsafe { Box::from_raw(filter as *mut Filter) });
     });
 }
@@ -514,4 +515,30 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
     _stream_id: u64,
     _reason: u32,
 ) {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_hook_body_returns_the_fallback_and_later_hooks_still_run() {
+        let r = guard("test_hook", None, 7u32, || -> u32 { panic!("boom") });
+        assert_eq!(r, 7, "fails open with the fallback");
+        assert!(
+            PANIC_LOGGED.load(Ordering::Relaxed),
+            "the first panic is logged"
+        );
+        assert_eq!(
+            guard("test_hook", None, 0u32, || 3),
+            3,
+            "the next call runs normally"
+        );
+    }
+
+    #[test]
+    fn the_abi_version_is_a_c_string() {
+        assert_eq!(ABI_VERSION.last(), Some(&0));
+        assert_eq!(&ABI_VERSION[..ABI_VERSION.len() - 1], b"v0.2.0");
+    }
 }
