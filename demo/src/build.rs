@@ -61,6 +61,7 @@ fn indent_of(line: &str) -> usize {
 pub fn native_config(yaml: &str) -> Result<String, String> {
     let lines: Vec<&str> = yaml.lines().collect();
     let mut out = String::with_capacity(yaml.len());
+    let mut rewritten = false;
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
@@ -81,10 +82,30 @@ pub fn native_config(yaml: &str) -> Result<String, String> {
         }
         let block = &lines[i + 1..end];
         out.push_str(&native_stanza(indent, block)?);
+        rewritten = true;
         i = end;
+    }
+    if rewritten && !out.contains("\nbootstrap_extensions:") {
+        if let Some(at) = out.find("\nstatic_resources:") {
+            out.insert_str(at + 1, BOOTSTRAP_EXTENSION);
+        }
     }
     Ok(out)
 }
+
+/// The module's bootstrap extension: sends what the exporters hold when Envoy drains or shuts
+/// down (native/src/bootstrap.rs).
+pub const BOOTSTRAP_EXTENSION: &str = "\
+# The native module's process hooks: when Envoy drains or shuts down (SIGTERM), the exporters
+# send what they hold before it exits (README \"Native build\").
+bootstrap_extensions:
+- name: envoy.bootstrap.dynamic_modules
+  typed_config:
+    \"@type\": type.googleapis.com/envoy.extensions.bootstrap.dynamic_modules.v3.DynamicModuleBootstrapExtension
+    dynamic_module_config: { name: gateway_tracing }
+    extension_name: gateway_tracing
+
+";
 
 fn native_stanza(indent: usize, block: &[&str]) -> Result<String, String> {
     let name = block
@@ -157,6 +178,16 @@ mod tests {
                 }
       - name: envoy.filters.http.router
 "#;
+
+    #[test]
+    fn the_bootstrap_extension_is_added_once_before_static_resources() {
+        let yaml = format!("admin: {{}}\nstatic_resources:\n  listeners:\n{WASM}");
+        let native = native_config(&yaml).unwrap();
+        assert!(native.starts_with(&format!(
+            "admin: {{}}\n{BOOTSTRAP_EXTENSION}static_resources:"
+        )));
+        assert_eq!(native_config(&native).unwrap(), native, "idempotent");
+    }
 
     #[test]
     fn the_wasm_stanza_becomes_the_module_with_the_same_configuration() {

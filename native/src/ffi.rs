@@ -254,4 +254,10 @@ extern "C" {
         body: ModuleBuffer,
         timeout_milliseconds: u64,
     ) -> u32;
+
+    /// Bootstrap extension: Envoy's init waits for this (the extension registers an init
+    /// target when its config is created).
+    pub fn envoy_dynamic_module_callback_bootstrap_extension_config_signal_init_complete(
+        config: *mut c_void,
+    );
 }

@@ -3,8 +3,10 @@
 //! repository root crate). It owns the ABI declarations ([`ffi`]), the exported event hooks
 //! ([`hooks`], each behind a panic guard), the core's per-request host ([`host`]), one HTTP
 //! stream ([`filter`]), the per-process filter-config state with its single exporter
-//! ([`process`]) and the logger ([`logger`]). Everything it decides is decided in the core.
+//! ([`process`]) the logger ([`logger`]) and the bootstrap extension that drains the exporters when Envoy
+//! stops ([`bootstrap`]). Everything it decides is decided in the core.
 
+pub mod bootstrap;
 pub mod ffi;
 pub mod filter;
 pub mod hooks;

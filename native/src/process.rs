@@ -20,12 +20,30 @@ use gateway_tracing_core::host::{
 };
 use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The scheduler event that runs the exporter's tick on the main thread.
 pub const EVENT_TICK: u64 = 1;
+
+/// While Envoy shuts down, the timer ticks at least this often (to end the wait on time).
+pub const SHUTDOWN_TICK: Duration = Duration::from_millis(100);
+
+/// Every filter config alive in this process (for the bootstrap extension's drain and
+/// shutdown hooks).
+static REGISTRY: Mutex<Vec<Weak<Process>>> = Mutex::new(Vec::new());
+
+/// The live filter configs of this process.
+pub fn registry() -> Vec<Arc<Process>> {
+    match REGISTRY.lock() {
+        Ok(mut r) => {
+            r.retain(|w| w.strong_count() > 0);
+            r.iter().filter_map(Weak::upgrade).collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
 
 /// The counter this glue adds to the core's list: hooks that panicked (each failed open).
 pub const PANICS_COUNTER: &str = "gateway_tracing.native_panics";
@@ -233,6 +251,8 @@ struct TimerState {
     /// Bumped on every change, so a wait in progress restarts with the new period.
     generation: u64,
     stop: bool,
+    /// Envoy is shutting down: tick at least every [`SHUTDOWN_TICK`].
+    shutting_down: bool,
 }
 
 /// The export timer: a thread that sleeps the tick period and then wakes the main thread.
@@ -249,6 +269,11 @@ impl Timer {
 
     fn set_period(&self, period: Duration) {
         let mut st = self.lock();
+        let period = if st.shutting_down {
+            period.min(SHUTDOWN_TICK)
+        } else {
+            period
+        };
         if st.period != period {
             st.period = period;
             st.generation = st.generation.wrapping_add(1);
@@ -302,7 +327,7 @@ pub struct Process {
 
 impl Process {
     /// Called on the main thread from `on_http_filter_config_new`.
-    pub fn new(envoy: FilterConfigEnvoyPtr, config: Config) -> std::sync::Arc<Process> {
+    pub fn new(envoy: FilterConfigEnvoyPtr, config: Config) -> Arc<Process> {
         let stats = NativeStats::define(envoy);
         let calls = CallMetrics::define(envoy, &config);
         let mut exporter = Exporter::new(&config);
@@ -314,12 +339,13 @@ impl Process {
         // SAFETY: the config pointer Envoy passed to `on_http_filter_config_new`.
         let scheduler =
             unsafe { ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
-        let process = std::sync::Arc::new(Process {
+        let process = Arc::new(Process {
             timer: Timer {
                 state: Mutex::new(TimerState {
                     period: config.exporter.flush_interval,
                     generation: 0,
                     stop: false,
+                    shutting_down: false,
                 }),
                 changed: Condvar::new(),
                 thread: Mutex::new(None),
@@ -332,7 +358,7 @@ impl Process {
             scheduler: SharedPtr(scheduler as ConfigSchedulerPtr),
         });
         if !scheduler.is_null() {
-            let p = std::sync::Arc::clone(&process);
+            let p = Arc::clone(&process);
             let spawned = std::thread::Builder::new()
                 .name("gateway-tracing-timer".into())
                 .spawn(move || {
@@ -350,7 +376,43 @@ impl Process {
         } else {
             log::error!("could not create the export scheduler; spans will not be exported");
         }
+        if let Ok(mut r) = REGISTRY.lock() {
+            r.retain(|w| w.strong_count() > 0);
+            r.push(Arc::downgrade(&process));
+        }
         process
+    }
+
+    /// Spans held by this config's exporter (queued, awaiting retry, in flight).
+    pub fn held_spans(&self) -> usize {
+        self.exporter().held_spans()
+    }
+
+    /// Nothing queued, awaiting retry or in flight.
+    pub fn is_drained(&self) -> bool {
+        self.exporter().is_drained()
+    }
+
+    /// Main thread (listeners draining): send what is held now, partial batches included.
+    pub fn flush_now(&self) {
+        self.exporter().flush(
+            &MainExport { process: self },
+            &self.stats,
+            now_nanos(),
+            true,
+        );
+    }
+
+    /// Main thread (Envoy shutting down): send everything, each batch once; tick often so
+    /// the bootstrap extension's wait ends on time.
+    pub fn drain(&self) {
+        {
+            let mut st = self.timer.lock();
+            st.shutting_down = true;
+        }
+        self.timer.set_period(SHUTDOWN_TICK);
+        self.exporter()
+            .drain(&MainExport { process: self }, &self.stats, now_nanos());
     }
 
     fn exporter(&self) -> MutexGuard<'_, Exporter> {
@@ -369,6 +431,7 @@ impl Process {
     pub fn on_tick(&self) {
         self.exporter()
             .on_tick(&MainExport { process: self }, &self.stats, now_nanos());
+        crate::bootstrap::check_shutdown();
     }
 
     /// Main thread: an export request was answered (or failed: `status` `None`).
@@ -394,6 +457,7 @@ impl Process {
             &self.stats,
             now_nanos(),
         );
+        crate::bootstrap::check_shutdown();
     }
 
     /// Main thread, the filter config is going away: stop the timer; what is still held is
@@ -455,6 +519,7 @@ struct MainExport<'a> {
 
 impl ExportHost for MainExport<'_> {
     fn dispatch(&self, req: &ExportRequest<'_>) -> Result<u32, HostError> {
+        // `:authority` is Envoy's Host header: the callout's required `host`.
         let mut headers: Vec<ModuleHttpHeader> = req
             .headers
             .iter()
@@ -465,15 +530,6 @@ impl ExportHost for MainExport<'_> {
                 value_length: v.len(),
             })
             .collect();
-        // Envoy's callout wants `host`; proxy-wasm's `:authority` is the same value.
-        if let Some((_, authority)) = req.headers.iter().find(|(k, _)| *k == ":authority") {
-            headers.push(ModuleHttpHeader {
-                key_ptr: b"host".as_ptr(),
-                key_length: 4,
-                value_ptr: authority.as_ptr(),
-                value_length: authority.len(),
-            });
-        }
         let mut id = 0u64;
         // SAFETY: main thread (`on_http_filter_config_scheduled` / `_http_callout_done`); every
         // buffer outlives the call (Envoy copies headers and body).
