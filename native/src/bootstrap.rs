@@ -12,6 +12,10 @@
 //! Without this extension in the bootstrap the filter works the same, but a SIGTERM loses what
 //! is queued (as the wasm build does). `demo::build::native_config` adds it.
 
+// The hooks are called by Envoy only, with the pointers the ABI promises (or null, which every
+// hook checks); that contract is their safety contract, so they are not `unsafe fn`.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use crate::ffi::{EnvoyBuffer, EnvoyHttpHeader};
 use crate::hooks::guard;
 use crate::process::{self, Process};

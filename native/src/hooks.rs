@@ -9,6 +9,10 @@
 //! dropped, every later hook of that stream does nothing), the panic is counted in
 //! `gateway_tracing.native_panics`, and the first one is logged with its message and location.
 
+// The hooks are called by Envoy only, with the pointers the ABI promises (or null, which every
+// hook checks); that contract is their safety contract, so they are not `unsafe fn`.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use crate::ffi::{EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterEnvoyPtr};
 use crate::filter::Filter;
 use crate::process::{Process, EVENT_TICK};

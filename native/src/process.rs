@@ -101,6 +101,7 @@ type MetricCall =
     unsafe extern "C" fn(FilterConfigEnvoyPtr, usize, *mut ModuleBuffer, usize, u64) -> u32;
 
 impl NativeStats {
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn define(envoy: FilterConfigEnvoyPtr) -> NativeStats {
         NativeStats {
             envoy: SharedPtr(envoy),
@@ -201,6 +202,7 @@ pub struct CallMetrics {
 }
 
 impl CallMetrics {
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn define(envoy: FilterConfigEnvoyPtr, config: &Config) -> CallMetrics {
         if !config.call_metrics {
             return CallMetrics::default();
@@ -326,7 +328,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// Called on the main thread from `on_http_filter_config_new`.
+    /// Called on the main thread from `on_http_filter_config_new`, with the config pointer
+    /// Envoy passed there.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
     pub fn new(envoy: FilterConfigEnvoyPtr, config: Config) -> Arc<Process> {
         let stats = NativeStats::define(envoy);
         let calls = CallMetrics::define(envoy, &config);
