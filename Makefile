@@ -17,7 +17,7 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build build-native test unit e2e e2e-wasm e2e-native lint run clean wrk bench-build bench bench-profile microbench fuzz
+.PHONY: help deps envoy chromium build build-native test unit harness e2e e2e-wasm e2e-native lint run clean wrk bench-build bench bench-profile microbench fuzz
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
@@ -28,7 +28,8 @@ help:
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
-	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers (FUZZ_SECONDS each, default 60)"
+	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers and the whole built filter"
+	@echo "                    under the host harness (FUZZ_SECONDS each, default 60)"
 
 ## Tools ---------------------------------------------------------------------------------------
 
@@ -130,9 +131,17 @@ microbench:
 
 ## Test ----------------------------------------------------------------------------------------
 
+# Includes the README Architecture map check (tests/architecture.rs), which needs no Envoy.
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
 	cargo test -p gateway-tracing-native --lib
+	cargo test -p gateway-tracing --test architecture
+
+# The host harness (tests/harness): the built wasm in wasmi under a scripted proxy-wasm host:
+# callbacks in order, export answers with hostile statuses and bytes, ticks, drains, and a
+# short seeded run of the whole-filter fuzz loop. GATEWAY_TRACING_WASM=path tests another build.
+harness: build
+	cargo test -p gateway-tracing-harness
 
 # End-to-end tests and config validation: real Envoy, built wasm, loopback services, and the
 # trace viewer in headless Chromium (tests/e2e_viewer.rs). The deployment files' schema checks
@@ -158,14 +167,16 @@ lint:
 	cargo clippy -p gateway-tracing-core --benches --features testing -- -D warnings \
 	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
 
-# Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer): traceparent, tracestate,
-# B3 and the plugin config, FUZZ_SECONDS each (default 60), one after another. Not part of
+# Coverage-guided fuzzing with cargo-fuzz (libFuzzer): the traceparent, tracestate, B3 and
+# plugin-config parsers, and `filter`: the built wasm under the host harness (tests/harness,
+# scenario.rs: any header bytes, callback orders, collector answers, failing host calls), FUZZ_SECONDS
+# each (default 60), one after another. Not part of
 # `make test`. Needs cargo-fuzz (installed here if missing) and a nightly toolchain (rustup's
 # nightly if there is one, else the installed rustc with RUSTC_BOOTSTRAP=1). Crashes are kept
 # in fuzz/artifacts/<target>/; the run fails on the first one.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= traceparent tracestate b3 config
-fuzz:
+FUZZ_TARGETS ?= traceparent tracestate b3 config filter
+fuzz: build
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	@if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=+nightly; boot=; else tc=; boot=RUSTC_BOOTSTRAP=1; fi; \
 	for t in $(FUZZ_TARGETS); do \
@@ -173,7 +184,7 @@ fuzz:
 	  (cd fuzz && env $$boot cargo $$tc fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1); \
 	done
 
-test: envoy build lint unit e2e
+test: envoy build lint unit harness e2e
 	@echo ">> make test: all green"
 
 ## Demo ----------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 //! The demo of `gateway-tracing` (what `make run` runs), also used by the end-to-end tests.
 //!
+//! - [`span`]: the span model (recorded spans, attributes, events, kinds, status) that the
+//!   collector fills and the tree printer and viewer read.
 //! - [`collector`]: in-process OTLP/HTTP trace receiver that records spans.
 //! - [`tree`]: renders received spans as per-trace trees.
 //! - [`viewer`]: the trace viewer page (waterfall) the collector serves at `/`.
@@ -23,13 +25,15 @@ pub mod envoy;
 pub mod http;
 pub mod mesh;
 pub mod shop;
+pub mod span;
 pub mod tree;
 pub mod viewer;
 
-pub use collector::{AttrValue, Collector, RecordedEvent, RecordedRequest, RecordedSpan};
+pub use collector::{Collector, RecordedRequest};
 pub use envoy::{Envoy, EnvoyOpts, ProcessGuard};
 pub use http::parse_listen_addr;
 pub use shop::{Service, ServiceHandle};
+pub use span::{AttrValue, RecordedEvent, RecordedSpan};
 
 /// Re-exported for the end-to-end tests of the root crate (JSON of the DevTools protocol).
 pub use serde_json;

@@ -9,7 +9,6 @@ pub mod writer;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 pub use opentelemetry_proto::tonic::trace::v1::{
@@ -39,6 +38,7 @@ pub fn kv_str(key: &str, value: impl Into<String>) -> KeyValue {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_string(),
@@ -70,10 +70,12 @@ pub fn resource(config: &Config) -> Resource {
 }
 
 /// `ScopeSpans.spans` is field 2, length-delimited: tag `(2 << 3) | 2`.
+#[cfg(any(test, feature = "testing"))]
 const SCOPE_SPANS_SPANS_TAG: u8 = 0x12;
 
 /// Appends `span` to `out` as one encoded `ScopeSpans.spans` field (tag, length, bytes). A run
 /// of these is what the exporter queues; [`Framer::frame`] wraps a run into a request.
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_span_field(span: &Span, out: &mut Vec<u8>) {
     out.push(SCOPE_SPANS_SPANS_TAG);
     prost::encoding::encode_varint(span.encoded_len() as u64, out);
@@ -146,7 +148,9 @@ pub fn to_json(framed: &[u8]) -> Option<Vec<u8>> {
 
 /// Encodes one export request for `spans` under `resource` with prost's own message encoder:
 /// the reference that [`Framer`] and the span encoder are tested against.
+#[cfg(any(test, feature = "testing"))]
 pub fn encode(resource: &Resource, spans: Vec<Span>) -> Vec<u8> {
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
     let req = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(resource.clone()),

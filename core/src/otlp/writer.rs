@@ -155,6 +155,7 @@ impl Attrs<'_> {
     }
 
     /// A string-array attribute (`array_value` of `string_value`s).
+    #[cfg(test)]
     pub fn str_array(&mut self, key: &str, values: &[&str]) {
         self.str_array_key(&[key], values);
     }

@@ -10,7 +10,6 @@
 
 use super::{extract, Extractor, Propagator, SpanContext};
 use crate::metrics::Counter;
-use opentelemetry_proto::tonic::trace::v1::span::Link;
 
 /// Whether incoming trace context is continued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -137,17 +136,5 @@ pub fn server_scheme(
             "http"
         }
         .to_string(),
-    }
-}
-
-/// The OTLP link for an untrusted incoming context: its ids, `tracestate` and flags; OTLP
-/// link flags bit 8 ("remoteness known") and bit 9 ("remote") set.
-pub fn otlp_link(ctx: &SpanContext) -> Link {
-    Link {
-        trace_id: ctx.trace_id.0.to_vec(),
-        span_id: ctx.span_id.0.to_vec(),
-        trace_state: ctx.trace_state.clone().unwrap_or_default(),
-        flags: 0x300 | u32::from(ctx.flags & (super::FLAG_SAMPLED | super::FLAG_RANDOM)),
-        ..Default::default()
     }
 }

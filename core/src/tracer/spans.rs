@@ -4,7 +4,7 @@
 //! attributes, events and status are decided here.
 
 use super::completion::{Completion, VIA_UPSTREAM};
-use super::start::{ActiveRequest, ClientCall};
+use super::request::{ActiveRequest, ClientCall};
 use crate::config::{Config, Semconv};
 use crate::host::Stats;
 use crate::ids::SpanId;

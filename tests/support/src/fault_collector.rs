@@ -34,10 +34,11 @@ pub enum Mode {
     Down,
     /// Reads the request, never answers (until the mode changes; then closes).
     Hang,
-    /// Answers this status (spans not stored), with `Retry-After` if given.
+    /// Answers this status (spans not stored), with `Retry-After` if given: raw bytes, any
+    /// of them (obs-text such as `\xff` is legal in a field value and passes through Envoy).
     Status {
         status: u16,
-        retry_after: Option<String>,
+        retry_after: Option<Vec<u8>>,
     },
     /// 200 with `partial_success.rejected_spans = rejected` (the first `rejected` spans of
     /// each request are not stored).
@@ -308,7 +309,12 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                 } else {
                     ExportTraceServiceResponse::default().encode_to_vec()
                 };
-                respond(&mut out, 200, &[("content-type", ctype(json))], &body)?;
+                respond(
+                    &mut out,
+                    200,
+                    &[("content-type", ctype(json).as_bytes())],
+                    &body,
+                )?;
             }
             Mode::PartialSuccess { rejected, message } => {
                 let rejected = rejected.min(span_ids.len());
@@ -328,15 +334,20 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                     }
                     .encode_to_vec()
                 };
-                respond(&mut out, 200, &[("content-type", ctype(json))], &body)?;
+                respond(
+                    &mut out,
+                    200,
+                    &[("content-type", ctype(json).as_bytes())],
+                    &body,
+                )?;
             }
             Mode::Status {
                 status,
                 retry_after,
             } => {
-                let mut h = vec![("content-type", "text/plain")];
+                let mut h: Vec<(&str, &[u8])> = vec![("content-type", b"text/plain")];
                 if let Some(r) = &retry_after {
-                    h.push(("retry-after", r.as_str()));
+                    h.push(("retry-after", r));
                 }
                 respond(&mut out, status, &h, b"injected failure")?;
             }
@@ -359,15 +370,19 @@ fn ctype(json: bool) -> &'static str {
 fn respond(
     out: &mut TcpStream,
     status: u16,
-    headers: &[(&str, &str)],
+    headers: &[(&str, &[u8])],
     body: &[u8],
 ) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+    let mut head =
+        format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len()).into_bytes();
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        head.extend_from_slice(k.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v);
+        head.extend_from_slice(b"\r\n");
     }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
+    head.extend_from_slice(b"\r\n");
+    out.write_all(&head)?;
     out.write_all(body)?;
     out.flush()
 }

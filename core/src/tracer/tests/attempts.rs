@@ -434,4 +434,10 @@ fn exports_through_an_upstream_filter_are_not_traced() {
         a.spans.is_empty(),
         "no span for an export request: it would be exported, and traced again"
     );
+    assert!(
+        a.host.set_calls.is_empty() && a.host.filter_state.is_empty(),
+        "known before anything is injected: the export request passes untouched ({:?})",
+        a.host.set_calls
+    );
+    assert!(!a.req.recorded && a.req.client.is_none());
 }

@@ -490,6 +490,10 @@ fn outbound_sidecar_untrusted_links_from_the_client_span() {
     assert!(client.parent_span_id.is_empty());
     assert_eq!(client.links.len(), 1);
     assert_eq!(hex(&client.links[0].span_id), PARENT_SPAN);
+    assert_eq!(
+        client.links[0].flags, 0x301,
+        "remote link, the sampled flag as received (the writer the filter runs)"
+    );
 }
 
 #[test]
