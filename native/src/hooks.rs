@@ -169,7 +169,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                 // SAFETY: Envoy passes `headers_size` headers, valid for this hook.
                 unsafe { std::slice::from_raw_parts(headers, headers_size) }
             };
-            let header = |name: &str| {
+            let header = |name: &str| -> Option<&[u8]> {
                 headers.iter().find_map(|h| {
                     // SAFETY: buffers of the headers above.
                     let k = unsafe {
@@ -183,18 +183,19 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                         return None;
                     }
                     // SAFETY: as above.
-                    let v = unsafe {
+                    unsafe {
                         EnvoyBuffer {
                             ptr: h.value_ptr,
                             length: h.value_length,
                         }
                         .bytes()
-                    }?;
-                    std::str::from_utf8(v).ok()
+                    }
                 })
             };
             let status = if result == crate::ffi::CALLOUT_SUCCESS {
-                header(":status").and_then(|s| s.parse::<u16>().ok())
+                header(":status")
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .and_then(|s| s.parse::<u16>().ok())
             } else {
                 None
             };
@@ -324,11 +325,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     end_of_stream: bool,
 ) -> u32 {
     if end_of_stream {
-        stream_hook(
-            "on_http_filter_response_body",
-            filter,
-            Filter::response_complete,
-        );
+        stream_hook("on_http_filter_response_body", filter, Filter::response_end);
     }
     CONTINUE
 }
@@ -341,7 +338,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_trailers(
     stream_hook(
         "on_http_filter_response_trailers",
         filter,
-        Filter::response_complete,
+        Filter::response_end,
     );
     CONTINUE
 }

@@ -92,9 +92,21 @@ fn attribute_of(path: &[&str]) -> Option<(u32, Kind)> {
 /// One HTTP stream of Envoy, for the duration of one event hook.
 pub struct NativeHost {
     pub filter: FilterEnvoyPtr,
+    /// A fixed clock reading for this hook (`None`: the system clock).
+    pub now: Option<u64>,
+    /// `upstream.address` when Envoy no longer has it (an upstream filter being destroyed).
+    pub upstream_address: Option<String>,
 }
 
 impl NativeHost {
+    pub fn new(filter: FilterEnvoyPtr) -> NativeHost {
+        NativeHost {
+            filter,
+            now: None,
+            upstream_address: None,
+        }
+    }
+
     /// Every value of a header in `header_type`'s map, in order.
     fn header_values(&self, header_type: u32, name: &str) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
@@ -126,6 +138,39 @@ impl NativeHost {
             }
         }
         out
+    }
+
+    /// One attribute by id, as the core expects its bytes.
+    fn attribute(&self, id: u32, kind: Kind) -> Result<Option<Vec<u8>>, HostError> {
+        match kind {
+            Kind::Str => {
+                let mut buf = EnvoyBuffer::empty();
+                // SAFETY: a live filter pointer; `buf` is a local.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                        self.filter,
+                        id,
+                        &mut buf,
+                    )
+                };
+                // SAFETY: Envoy filled `buf` in this hook.
+                Ok(ok
+                    .then(|| unsafe { buf.bytes() }.map(<[u8]>::to_vec))
+                    .flatten())
+            }
+            Kind::Int => {
+                let mut v = 0u64;
+                // SAFETY: a live filter pointer; `v` is a local.
+                let ok = unsafe {
+                    ffi::envoy_dynamic_module_callback_http_filter_get_attribute_int(
+                        self.filter,
+                        id,
+                        &mut v,
+                    )
+                };
+                Ok(ok.then(|| v.to_le_bytes().to_vec()))
+            }
+        }
     }
 
     fn header_map(&self, header_type: u32, call: &'static str) -> Result<HeaderMap, HostError> {
@@ -217,18 +262,11 @@ impl NativeHost {
             Err(HostError::new(call, HostErrorKind::Internal))
         }
     }
-
-    /// A response header's first value (`:status` in the upstream-filter placement).
-    pub fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.header_values(ffi::RESPONSE_HEADER, name)
-            .into_iter()
-            .next()
-    }
 }
 
 impl Host for NativeHost {
     fn now_nanos(&self) -> u64 {
-        now_nanos()
+        self.now.unwrap_or_else(now_nanos)
     }
 
     fn random_bytes(&self) -> [u8; 32] {
@@ -239,35 +277,14 @@ impl Host for NativeHost {
         let Some((id, kind)) = attribute_of(path) else {
             return Err(HostError::new("get_attribute", HostErrorKind::Other));
         };
-        match kind {
-            Kind::Str => {
-                let mut buf = EnvoyBuffer::empty();
-                // SAFETY: a live filter pointer; `buf` is a local.
-                let ok = unsafe {
-                    ffi::envoy_dynamic_module_callback_http_filter_get_attribute_string(
-                        self.filter,
-                        id,
-                        &mut buf,
-                    )
-                };
-                // SAFETY: Envoy filled `buf` in this hook.
-                Ok(ok
-                    .then(|| unsafe { buf.bytes() }.map(<[u8]>::to_vec))
-                    .flatten())
-            }
-            Kind::Int => {
-                let mut v = 0u64;
-                // SAFETY: a live filter pointer; `v` is a local.
-                let ok = unsafe {
-                    ffi::envoy_dynamic_module_callback_http_filter_get_attribute_int(
-                        self.filter,
-                        id,
-                        &mut v,
-                    )
-                };
-                Ok(ok.then(|| v.to_le_bytes().to_vec()))
-            }
+        let value = self.attribute(id, kind)?;
+        if value.is_none() && id == attribute::UPSTREAM_ADDRESS {
+            return Ok(self
+                .upstream_address
+                .as_ref()
+                .map(|a| a.as_bytes().to_vec()));
         }
+        Ok(value)
     }
 
     fn request_header(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {

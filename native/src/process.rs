@@ -443,7 +443,7 @@ impl Process {
         &self,
         callout: u64,
         status: Option<u16>,
-        retry_after: Option<&str>,
+        retry_after: Option<&[u8]>,
         body: &[u8],
     ) {
         let body = body
