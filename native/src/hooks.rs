@@ -40,12 +40,29 @@ pub fn guard<R>(
     fallback: R,
     body: impl FnOnce() -> R,
 ) -> R {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(r) => r,
-        Err(payload) => {
+    guard_with(
+        hook,
+        || {
             if let Some(p) = process {
                 p.stats.panicked();
             }
+        },
+        fallback,
+        body,
+    )
+}
+
+/// [`guard`] with what to do on a panic (besides logging the first) given by the caller.
+fn guard_with<R>(
+    hook: &'static str,
+    on_panic: impl FnOnce(),
+    fallback: R,
+    body: impl FnOnce() -> R,
+) -> R {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(payload) => {
+            on_panic();
             if !PANIC_LOGGED.swap(true, Ordering::Relaxed) {
                 let what = payload
                     .downcast_ref::<&str>()
@@ -524,14 +541,21 @@ mod tests {
 
     #[test]
     fn a_panicking_hook_body_returns_the_fallback_and_later_hooks_still_run() {
-        let r = guard("test_hook", None, 7u32, || -> u32 { panic!("boom") });
+        let mut counted = 0;
+        let r = guard_with(
+            "test_hook",
+            || counted += 1,
+            7u32,
+            || -> u32 { panic!("boom") },
+        );
+        assert_eq!(counted, 1, "the panic is counted");
         assert_eq!(r, 7, "fails open with the fallback");
         assert!(
             PANIC_LOGGED.load(Ordering::Relaxed),
             "the first panic is logged"
         );
         assert_eq!(
-            guard("test_hook", None, 0u32, || 3),
+            guard_with("test_hook", || {}, 0u32, || 3),
             3,
             "the next call runs normally"
         );
