@@ -17,18 +17,20 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build test unit e2e lint run clean wrk bench-build bench bench-profile microbench fuzz go peers otelcol jaeger func-e
+.PHONY: help deps envoy chromium build build-native test unit harness e2e e2e-wasm e2e-native lint run clean wrk bench-build bench bench-profile microbench fuzz go peers otelcol jaeger func-e
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
+	@echo "make run NATIVE=1   same with the native dynamic module instead of the wasm (README \"Native build\")"
 	@echo "make test           unit tests, deployment-file schema checks, Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
-	@echo "make build          build $(WASM) (release) and print its size"
+	@echo "make build          build $(WASM) and the native module $(NATIVE_SO) (release) and print their sizes"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
 	@echo "make peers          build the OpenTelemetry Collector, Jaeger v2 and func-e from Go modules into target/ (make test does)"
-	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers (FUZZ_SECONDS each, default 60)"
+	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers and the whole built filter"
+	@echo "                    under the host harness (FUZZ_SECONDS each, default 60)"
 
 ## Tools ---------------------------------------------------------------------------------------
 
@@ -55,7 +57,7 @@ deps: envoy chromium
 # Uses a rustup-installed wasm32-wasip1 target when there is one (what users have). Otherwise
 # builds std for wasm32-wasip1 with Debian's rustc-web sources and links against Debian's
 # wasi-libc with lld-19, installing those packages first if they are missing.
-build:
+build: build-native
 	@if rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
 	  echo ">> building with the rustup $(WASM_TARGET) target"; \
 	  cargo build --release --lib -p gateway-tracing --target $(WASM_TARGET); \
@@ -74,6 +76,15 @@ build:
 	fi
 	@cp $(WASM_RELEASE) $(WASM)
 	@echo ">> $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+# The native Envoy dynamic module (native/): a host build, profile `native` (release with
+# panic = "unwind", so every hook can catch a panic). Envoy loads lib<name>.so from
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH for `dynamic_module_config: {name: gateway_tracing}`.
+NATIVE_SO := target/libgateway_tracing.so
+build-native:
+	cargo build --profile native --lib -p gateway-tracing-native
+	@cp target/native/libgateway_tracing_native.so $(NATIVE_SO)
+	@echo ">> $(NATIVE_SO): $$(stat -c %s $(NATIVE_SO)) bytes"
 
 ## Real peers, built from Go modules -----------------------------------------------------------
 
@@ -161,16 +172,32 @@ microbench:
 
 ## Test ----------------------------------------------------------------------------------------
 
+# Includes the README Architecture map check (tests/architecture.rs), which needs no Envoy.
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
+	cargo test -p gateway-tracing-native --lib
+	cargo test -p gateway-tracing --test architecture
+
+# The host harness (tests/harness): the built wasm in wasmi under a scripted proxy-wasm host:
+# callbacks in order, export answers with hostile statuses and bytes, ticks, drains, and a
+# short seeded run of the whole-filter fuzz loop. GATEWAY_TRACING_WASM=path tests another build.
+harness: build
+	cargo test -p gateway-tracing-harness
 
 # End-to-end tests and config validation: real Envoy, built wasm, loopback services, and the
 # trace viewer in headless Chromium (tests/e2e_viewer.rs). The deployment files' schema checks
 # (demo/tests/deploy_schemas.rs) run in `unit`.
 # The shipped configs use fixed loopback ports: one e2e run at a time on a machine (flock).
+# The same suite runs against both builds (GATEWAY_TRACING_BUILD, see demo/src/build.rs):
+# `e2e-native` rewrites each config's wasm filter to the native module as Envoy starts, and
+# first checks the module's symbols against the Envoy binary (native/tests/abi_symbols.rs).
 E2E_LOCK := /tmp/gateway-tracing-e2e.lock
-e2e: envoy chromium build peers
+e2e: e2e-wasm e2e-native
+e2e-wasm: envoy chromium build peers
 	flock $(E2E_LOCK) cargo test -p gateway-tracing --test '*' -- --test-threads=1
+e2e-native: envoy chromium build peers
+	cargo test -p gateway-tracing-native --test abi_symbols
+	flock $(E2E_LOCK) env GATEWAY_TRACING_BUILD=native cargo test -p gateway-tracing --test '*' -- --test-threads=1
 
 # Library and binary code: no unwrap/expect/panic (workspace lints). Test code: those allowed
 # (clippy.toml covers #[test] functions; the second run covers integration-test helpers).
@@ -181,14 +208,16 @@ lint:
 	cargo clippy -p gateway-tracing-core --benches --features testing -- -D warnings \
 	  -A clippy::unwrap_used -A clippy::expect_used -A clippy::panic -A clippy::indexing_slicing
 
-# Coverage-guided fuzzing of the parsers with cargo-fuzz (libFuzzer): traceparent, tracestate,
-# B3 and the plugin config, FUZZ_SECONDS each (default 60), one after another. Not part of
+# Coverage-guided fuzzing with cargo-fuzz (libFuzzer): the traceparent, tracestate, B3 and
+# plugin-config parsers, and `filter`: the built wasm under the host harness (tests/harness,
+# scenario.rs: any header bytes, callback orders, collector answers, failing host calls), FUZZ_SECONDS
+# each (default 60), one after another. Not part of
 # `make test`. Needs cargo-fuzz (installed here if missing) and a nightly toolchain (rustup's
 # nightly if there is one, else the installed rustc with RUSTC_BOOTSTRAP=1). Crashes are kept
 # in fuzz/artifacts/<target>/; the run fails on the first one.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= traceparent tracestate b3 config
-fuzz:
+FUZZ_TARGETS ?= traceparent tracestate b3 config filter
+fuzz: build
 	@command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 	@if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then tc=+nightly; boot=; else tc=; boot=RUSTC_BOOTSTRAP=1; fi; \
 	for t in $(FUZZ_TARGETS); do \
@@ -196,15 +225,18 @@ fuzz:
 	  (cd fuzz && env $$boot cargo $$tc fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1); \
 	done
 
-test: envoy build lint unit e2e
+test: envoy build lint unit harness e2e
 	@echo ">> make test: all green"
 
 ## Demo ----------------------------------------------------------------------------------------
 
 RUN_ONCE ?=
+# NATIVE=1 runs the native dynamic module instead of the wasm (the default: see README
+# "Native build").
+NATIVE ?=
 run: envoy build
 	cargo build -q -p gateway-tracing-demo --bins
-	target/debug/demo $(if $(RUN_ONCE),--once,)
+	GATEWAY_TRACING_BUILD=$(if $(NATIVE),native,wasm) target/debug/demo $(if $(RUN_ONCE),--once,)
 
 clean:
 	cargo clean

@@ -1,19 +1,15 @@
 //! The HTTP context: one per request. Starts the trace at request headers (while headers can
 //! still be changed) and finishes it in `on_log`, when Envoy's response details are complete.
 //!
-//! In the upstream-filter placement (`mode: "upstream_filter"`) the context is one attempt:
-//! Envoy calls no `on_log` there, so the attempt's CLIENT span is finished in `on_done`, with
-//! the `:status` this context saw (see `tracer::attempt`).
+//! Every callback is one call on the core's `tracer::Stream`, which knows the placement (an
+//! upstream attempt ends in `on_done`, a downstream request in `on_log`); this file only
+//! hands the finished spans to the exporter and the call to the call metrics.
 
-use crate::abi;
-use crate::proxy_host::{now_nanos, ProxyExport, ProxyHost};
+use crate::proxy_host::{ProxyExport, ProxyHost};
 use crate::shared::Shared;
-use gateway_tracing_core::config::Mode;
 use gateway_tracing_core::host::Stats;
 use gateway_tracing_core::metrics::Counter;
-use gateway_tracing_core::tracer::{self, calls, ActiveRequest, AttemptBook, Completion};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use gateway_tracing_core::tracer::{AttemptBook, Finished, Stream};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -23,42 +19,32 @@ thread_local! {
 }
 
 pub struct Http {
+    /// The root context this stream was created under.
+    root_id: u32,
     shared: Option<Rc<Shared>>,
-    active: Option<ActiveRequest>,
-    /// Upstream-filter placement: the attempt's `:status`, once its response headers came.
-    attempt_status: Option<u16>,
+    stream: Option<Stream>,
 }
 
 impl Http {
-    pub fn new(shared: Option<Rc<Shared>>) -> Http {
+    pub fn new(root_id: u32, shared: Option<Rc<Shared>>) -> Http {
         Http {
+            root_id,
             shared,
-            active: None,
-            attempt_status: None,
+            stream: None,
         }
     }
 
-    fn response_complete(&mut self) {
-        if let Some(req) = self.active.as_mut().filter(|r| r.client.is_some()) {
-            req.response_complete(now_nanos());
+    /// Hands a finished stream's spans to the exporter and its call to the call metrics.
+    fn export(shared: &Shared, run: &[u8], finished: &Finished) {
+        if let Some(call) = &finished.call {
+            shared.calls.record(call);
         }
-    }
-
-    fn upstream_placement(&self) -> bool {
-        self.shared
-            .as_ref()
-            .is_some_and(|s| s.config.mode == Mode::UpstreamFilter)
-    }
-
-    /// Writes the finished spans of a request and hands them to the exporter.
-    fn export(shared: &Shared, req: &ActiveRequest, done: &Completion) {
-        let mut run = Vec::with_capacity(1024);
-        let n = tracer::finish(&shared.config, req, done, &shared.stats, &mut run);
+        let n = finished.spans;
         if n == 0 {
             return;
         }
         match shared.exporter.try_borrow_mut() {
-            Ok(mut exporter) => exporter.push(&run, n, &ProxyExport, &shared.stats),
+            Ok(mut exporter) => exporter.push(run, n, &ProxyExport, &shared.stats),
             // Cannot happen in a single-threaded VM unless a host callback re-enters; count
             // it all the same, so created = exported + dropped holds.
             Err(_) => {
@@ -69,95 +55,59 @@ impl Http {
     }
 }
 
-impl Context for Http {
-    /// Upstream-filter placement: the attempt is over (Envoy calls no `on_log` for upstream
-    /// filters); its CLIENT span is finished here.
-    fn on_done(&mut self) -> bool {
-        if !self.upstream_placement() {
-            return true;
-        }
-        let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
-            return true;
-        };
-        if req.wants_completion(&shared.config) {
-            let done = tracer::attempt_completion(&ProxyHost, &req, self.attempt_status);
-            Self::export(shared, &req, &done);
+impl Http {
+    /// The root context this stream was created under.
+    pub fn root_id(&self) -> u32 {
+        self.root_id
+    }
+
+    /// The stream is destroyed: an upstream attempt ends here (Envoy calls no `on_log` for
+    /// upstream filters).
+    pub fn on_done(&mut self) -> bool {
+        if let (Some(shared), Some(stream)) = (&self.shared, self.stream.as_mut()) {
+            let mut run = Vec::new();
+            let finished = stream.done(&shared.config, &ProxyHost, &shared.stats, &mut run);
+            Self::export(shared, &run, &finished);
         }
         true
     }
-}
 
-impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    pub fn on_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) {
         if let Some(shared) = &self.shared {
-            let (config, stats) = (&shared.config, &shared.stats);
-            self.active = Some(if config.mode == Mode::UpstreamFilter {
-                BOOK.with(|book| match book.try_borrow_mut() {
-                    Ok(mut book) => tracer::start_attempt(config, &mut ProxyHost, stats, &mut book),
-                    Err(_) => tracer::start(config, &mut ProxyHost, stats),
-                })
-            } else {
-                tracer::start(config, &mut ProxyHost, stats)
-            });
+            self.stream =
+                Some(BOOK.with(|book| {
+                    Stream::start(&shared.config, &mut ProxyHost, &shared.stats, book)
+                }));
         }
-        Action::Continue
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        // `response_trace_header`: tell the client its trace (value decided at request start).
-        if let Some((name, value, replace)) = self
-            .active
-            .as_ref()
-            .and_then(|r| r.response_header.as_ref())
-        {
-            use gateway_tracing_core::host::Host;
-            if let Err(e) = ProxyHost.add_response_header(name, value, *replace) {
-                log::debug!("could not add the {name} response header: {e}");
-            }
+    pub fn on_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.response_headers(&mut ProxyHost, end_of_stream);
         }
-        if self.upstream_placement() && self.active.is_some() {
-            self.attempt_status = abi::header_map(abi::RESPONSE_HEADERS)
-                .ok()
-                .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()));
-        }
+    }
+
+    pub fn on_response_body(&mut self, _body_size: usize, end_of_stream: bool) {
         if end_of_stream {
-            self.response_complete();
+            self.response_end();
         }
-        Action::Continue
     }
 
-    fn on_http_response_body(&mut self, _body_size: usize, end_of_stream: bool) -> Action {
-        if end_of_stream {
-            self.response_complete();
-        }
-        Action::Continue
+    pub fn on_response_trailers(&mut self, _num_trailers: usize) {
+        self.response_end();
     }
 
-    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        self.response_complete();
-        Action::Continue
+    pub fn on_log(&mut self) {
+        if let (Some(shared), Some(stream)) = (&self.shared, self.stream.as_mut()) {
+            let mut run = Vec::with_capacity(1024);
+            let finished = stream.log(&shared.config, &ProxyHost, &shared.stats, &mut run);
+            Self::export(shared, &run, &finished);
+        }
     }
 
-    fn on_log(&mut self) {
-        let (Some(shared), Some(req)) = (&self.shared, self.active.take()) else {
-            return;
-        };
-        // An unsampled request produces no spans (unless failures are kept or calls counted):
-        // skip reading Envoy's log-phase attributes.
-        if !req.wants_completion(&shared.config) {
-            return;
+    fn response_end(&mut self) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.response_end(crate::proxy_host::now_nanos());
         }
-        if shared.config.mode == Mode::UpstreamFilter {
-            // Not called by Envoy 1.40 for upstream filters; should a later Envoy call it,
-            // the attempt ends here with the same reads as in `on_done`.
-            let done = tracer::attempt_completion(&ProxyHost, &req, self.attempt_status);
-            Self::export(shared, &req, &done);
-            return;
-        }
-        let done = Completion::read(&ProxyHost, &shared.config);
-        if let Some(call) = calls::record(&shared.config, &req, &done) {
-            shared.calls.record(&call);
-        }
-        Self::export(shared, &req, &done);
     }
 }

@@ -1,37 +1,18 @@
-//! The [`Host`], [`ExportHost`] and [`Stats`] traits implemented over proxy-wasm host calls,
-//! always in their `Result`-returning form: a failed host call degrades tracing, never the
-//! request.
+//! The [`Host`], [`ExportHost`] and [`Stats`] traits implemented over the non-panicking ABI
+//! layer ([`abi`]): a failed host call degrades tracing, never the request.
 
 use crate::abi;
+use crate::abi::MetricType;
 use gateway_tracing_core::config::Config;
-use gateway_tracing_core::host::{
-    ExportHost, ExportRequest, HeaderMap, Host, HostError, HostErrorKind, Stats,
-};
+use gateway_tracing_core::host::{ExportHost, ExportRequest, HeaderMap, Host, HostError, Stats};
 use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MetricType, Status};
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-/// A proxy-wasm status as the core's typed host error.
-pub fn err(call: &'static str, s: Status) -> HostError {
-    let kind = match s {
-        Status::NotFound => HostErrorKind::NotFound,
-        Status::BadArgument => HostErrorKind::BadArgument,
-        Status::SerializationFailure | Status::ParseFailure => HostErrorKind::Serialization,
-        Status::Empty => HostErrorKind::Empty,
-        Status::InternalFailure => HostErrorKind::Internal,
-        _ => HostErrorKind::Other,
-    };
-    HostError::new(call, kind)
-}
-
+/// Wall-clock nanoseconds; 0 when the host refuses (the core treats time as advisory).
 pub fn now_nanos() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    abi::current_time_nanos().unwrap_or(0)
 }
 
 thread_local! {
@@ -133,26 +114,19 @@ pub struct ProxyExport;
 
 impl ExportHost for ProxyExport {
     fn dispatch(&self, req: &ExportRequest<'_>) -> Result<u32, HostError> {
-        hostcalls::dispatch_http_call(
-            req.cluster,
-            req.headers.clone(),
-            Some(req.body),
-            vec![],
-            req.timeout,
-        )
-        .map_err(|s| err("dispatch_http_call", s))
+        abi::http_call(req.cluster, &req.headers, req.body, req.timeout)
     }
 
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        hostcalls::set_tick_period(period).map_err(|s| err("set_tick_period", s))
+        abi::set_tick_period(period)
     }
 }
 
 fn define(kind: MetricType, name: &str) -> Option<u32> {
-    match hostcalls::define_metric(kind, name) {
+    match abi::define_metric(kind, name) {
         Ok(id) => Some(id),
-        Err(s) => {
-            log::warn!("could not define metric {name}: {s:?}");
+        Err(e) => {
+            log::warn!("could not define metric {name}: {e}");
             None
         }
     }
@@ -197,8 +171,11 @@ impl ProxyStats {
         if let Ok(mut pending) = self.pending.try_borrow_mut() {
             for (id, n) in self.ids.iter().zip(pending.iter_mut()) {
                 if let (Some(id), true) = (id, *n > 0) {
-                    let _ = hostcalls::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
-                    *n = 0;
+                    // A refused increment stays pending for the next flush: counts are
+                    // late, never lost (created = exported + dropped holds in Envoy's stats).
+                    if abi::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX)).is_ok() {
+                        *n = 0;
+                    }
                 }
             }
         }
@@ -208,7 +185,7 @@ impl ProxyStats {
                     let delta = i64::try_from(*want)
                         .unwrap_or(i64::MAX)
                         .saturating_sub(i64::try_from(*pushed).unwrap_or(i64::MAX));
-                    if hostcalls::increment_metric(*id, delta).is_ok() {
+                    if abi::increment_metric(*id, delta).is_ok() {
                         *pushed = *want;
                     }
                 }
@@ -236,7 +213,7 @@ impl Stats for ProxyStats {
 
     fn record(&self, histogram: Histogram, value: u64) {
         if let Some(Some(id)) = self.histogram_ids.get(histogram.index()) {
-            let _ = hostcalls::record_metric(*id, value);
+            let _ = abi::record_metric(*id, value);
         }
     }
 }
@@ -252,25 +229,18 @@ pub struct CallMetrics {
 
 impl CallMetrics {
     pub fn define(config: &Config) -> CallMetrics {
-        let define = |kind: MetricType, name: String| match hostcalls::define_metric(kind, &name) {
-            Ok(id) => Some(id),
-            Err(s) => {
-                log::warn!("could not define metric {name}: {s:?}");
-                None
-            }
-        };
         let targets = calls::targets(config)
             .into_iter()
             .map(|t| {
                 let counters = CallClass::ALL.map(|c| {
                     define(
                         MetricType::Counter,
-                        format!("{}{t}.{}", calls::CALL_PREFIX, c.suffix()),
+                        &format!("{}{t}.{}", calls::CALL_PREFIX, c.suffix()),
                     )
                 });
                 let histogram = define(
                     MetricType::Histogram,
-                    format!("{}{t}.{}", calls::CALL_PREFIX, calls::DURATION_SUFFIX),
+                    &format!("{}{t}.{}", calls::CALL_PREFIX, calls::DURATION_SUFFIX),
                 );
                 (counters, histogram)
             })
@@ -283,10 +253,10 @@ impl CallMetrics {
             return;
         };
         if let Some(Some(id)) = counters.get(call.class.index()) {
-            let _ = hostcalls::increment_metric(*id, 1);
+            let _ = abi::increment_metric(*id, 1);
         }
         if let Some(id) = histogram {
-            let _ = hostcalls::record_metric(*id, call.duration_ms);
+            let _ = abi::record_metric(*id, call.duration_ms);
         }
     }
 }

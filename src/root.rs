@@ -1,24 +1,33 @@
 //! The root context of one VM: parses the plugin configuration (refusing a bad one with one
 //! log line naming the field), defines stats, owns the exporter, runs the flush timer and
-//! receives export responses.
+//! receives export responses. Every host call goes through [`abi`]; the export response's
+//! headers are read as bytes (a `retry-after: \xff` is no hint, never a panic).
 
-use crate::http::Http;
+use crate::abi;
 use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyHost, ProxyStats};
 use crate::shared::Shared;
 use gateway_tracing_core::config;
 use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
-use gateway_tracing_core::host::ExportResponse;
-use gateway_tracing_core::host::Host;
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use gateway_tracing_core::host::{ExportResponse, Host};
 use std::cell::RefCell;
 use std::rc::Rc;
+
+/// An export answer read from the host and owned, so it can wait when the exporter is busy.
+struct Answer {
+    token: u32,
+    status: Option<u16>,
+    retry_after: Option<Vec<u8>>,
+    body: Vec<u8>,
+}
 
 pub struct Root {
     shared: Option<Rc<Shared>>,
     /// `on_done` returned false: call `proxy_done` once the exporter has drained.
     draining: bool,
+    /// Export answers that came while the exporter was borrowed (only a host re-entering the
+    /// module could cause it): handed over at the next callback, never dropped (a dropped
+    /// answer would hold its in-flight slot forever).
+    waiting: Vec<Answer>,
 }
 
 impl Root {
@@ -26,69 +35,94 @@ impl Root {
         Root {
             shared: None,
             draining: false,
+            waiting: Vec::new(),
         }
     }
-}
 
-fn log_level_filter() -> log::LevelFilter {
-    match hostcalls::get_log_level() {
-        Ok(LogLevel::Trace) => log::LevelFilter::Trace,
-        Ok(LogLevel::Debug) => log::LevelFilter::Debug,
-        Ok(LogLevel::Info) => log::LevelFilter::Info,
-        Ok(LogLevel::Warn) => log::LevelFilter::Warn,
-        Ok(LogLevel::Error) | Ok(LogLevel::Critical) => log::LevelFilter::Error,
-        Err(_) => log::LevelFilter::Info,
+    /// What this root's HTTP contexts share (`None` until configured).
+    pub fn shared(&self) -> Option<Rc<Shared>> {
+        self.shared.clone()
     }
-}
 
-impl Context for Root {
-    fn on_http_call_response(
-        &mut self,
-        token_id: u32,
-        _num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
-        let Some(shared) = &self.shared else { return };
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| s.parse::<u16>().ok());
-        let retry_after = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "retry-after")
-            .ok()
-            .flatten();
+    /// Reads one export answer: `:status` and `retry-after` as bytes, the body bounded.
+    fn read_answer(token: u32, body_size: usize) -> Answer {
+        let header = |name: &str| {
+            abi::header_value(abi::HTTP_CALL_RESPONSE_HEADERS, name).unwrap_or_else(|e| {
+                log::debug!("export response header {name} unreadable ({e})");
+                None
+            })
+        };
+        let status = header(":status").and_then(|s| parse_status(&s));
+        let retry_after = header("retry-after");
         let body = if body_size > 0 {
-            hostcalls::get_buffer(
-                BufferType::HttpCallResponseBody,
+            abi::buffer(
+                abi::HTTP_CALL_RESPONSE_BODY,
                 0,
                 body_size.min(MAX_RESPONSE_BODY),
             )
-            .ok()
-            .flatten()
+            .unwrap_or_else(|e| {
+                log::debug!("export response body unreadable ({e})");
+                None
+            })
             .unwrap_or_default()
         } else {
             Vec::new()
         };
-        let resp = ExportResponse {
+        Answer {
+            token,
             status,
-            retry_after: retry_after.as_deref(),
-            body: &body,
+            retry_after,
+            body,
+        }
+    }
+
+    /// Hands the waiting answers to the exporter; `false` when it is busy (they keep waiting).
+    fn deliver(&mut self) -> bool {
+        let Some(shared) = &self.shared else {
+            self.waiting.clear();
+            return true;
         };
-        if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
-            exporter.on_response(token_id, &resp, &ProxyExport, &shared.stats, now_nanos());
-            shared.stats.flush();
-            if self.draining && exporter.is_drained() {
-                self.draining = false;
-                if let Err(s) = hostcalls::done() {
-                    log::debug!("proxy_done failed: {s:?}");
-                }
+        let Ok(mut exporter) = shared.exporter.try_borrow_mut() else {
+            return false;
+        };
+        for a in self.waiting.drain(..) {
+            let resp = ExportResponse {
+                status: a.status,
+                retry_after: a.retry_after.as_deref(),
+                body: &a.body,
+            };
+            exporter.on_response(a.token, &resp, &ProxyExport, &shared.stats, now_nanos());
+        }
+        shared.stats.flush();
+        if self.draining && exporter.is_drained() {
+            self.draining = false;
+            if let Err(e) = abi::done() {
+                log::debug!("proxy_done failed: {e}");
             }
+        }
+        true
+    }
+
+    pub fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if self.shared.is_none() {
+            return;
+        }
+        self.waiting.push(Self::read_answer(token, body_size));
+        if !self.deliver() {
+            log::debug!("export answer {token} waits: the exporter is busy");
         }
     }
 
     /// The plugin is being stopped (configuration update or shutdown): send the queued spans
     /// now instead of losing them with the timer, and keep the context until they are sent.
-    fn on_done(&mut self) -> bool {
+    pub fn on_done(&mut self) -> bool {
+        self.deliver();
         let Some(shared) = &self.shared else {
             return true;
         };
@@ -110,38 +144,16 @@ impl Context for Root {
         }
         drained
     }
-}
 
-/// The SDK drops the root context when Envoy deletes it (`proxy_on_delete`): at a config
-/// update after the drain above finished, or when the VM goes away. Whatever is still held
-/// then is lost: count it and say so once.
-impl Drop for Root {
-    fn drop(&mut self) {
-        let Some(shared) = &self.shared else { return };
-        if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
-            log::debug!(
-                "root context deleted with {} spans held",
-                exporter.held_spans()
-            );
-            if exporter.abandon(&shared.stats) > 0 {
-                shared.stats.flush();
-            }
-        }
-    }
-}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+    pub fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         // Format debug lines only when Envoy would print them.
         log::set_max_level(log_level_filter());
-        let bytes = hostcalls::get_buffer(
-            BufferType::PluginConfiguration,
-            0,
-            plugin_configuration_size,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let bytes = abi::buffer(abi::PLUGIN_CONFIGURATION, 0, plugin_configuration_size)
+            .unwrap_or_else(|e| {
+                log::warn!("plugin configuration unreadable ({e}); taken as empty");
+                None
+            })
+            .unwrap_or_default();
         let env = |name: &str| std::env::var(name).ok();
         let config = match config::parse(&bytes, &env) {
             Ok(c) => c,
@@ -150,6 +162,16 @@ impl RootContext for Root {
                 return false;
             }
         };
+        // Configured again (not what Envoy does today: an update gets a new root context): the
+        // previous exporter's spans are counted as shutdown drops, never lost silently.
+        self.deliver();
+        if let Some(old) = self.shared.take() {
+            if let Ok(mut exporter) = old.exporter.try_borrow_mut() {
+                if exporter.abandon(&old.stats) > 0 {
+                    old.stats.flush();
+                }
+            }
+        }
         let flush_interval = config.exporter.flush_interval;
         let mut exporter = Exporter::new(&config);
         let seed = ProxyHost
@@ -170,28 +192,59 @@ impl RootContext for Root {
             stats: ProxyStats::define(),
             calls,
         }));
-        if let Err(s) = hostcalls::set_tick_period(flush_interval) {
-            log::error!("could not start the export timer: {s:?}");
+        if let Err(e) = abi::set_tick_period(flush_interval) {
+            log::error!("could not start the export timer: {e}");
             return false;
         }
         true
     }
 
-    fn on_tick(&mut self) {
+    pub fn on_tick(&mut self) {
         // Follow runtime changes of Envoy's `wasm` log level (`POST /logging?wasm=debug`).
         log::set_max_level(log_level_filter());
+        self.deliver();
         let Some(shared) = &self.shared else { return };
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
             exporter.on_tick(&ProxyExport, &shared.stats, now_nanos());
         }
         shared.stats.flush();
     }
+}
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Http::new(self.shared.clone())))
+/// An HTTP status from the `:status` bytes; bytes that are not a number (or not UTF-8) give
+/// none, which the exporter treats as a failure without a status (retried).
+fn parse_status(bytes: &[u8]) -> Option<u16> {
+    std::str::from_utf8(bytes).ok()?.trim().parse::<u16>().ok()
+}
+
+fn log_level_filter() -> log::LevelFilter {
+    match abi::log_level() {
+        Ok(abi::LOG_TRACE) => log::LevelFilter::Trace,
+        Ok(abi::LOG_DEBUG) => log::LevelFilter::Debug,
+        Ok(abi::LOG_INFO) => log::LevelFilter::Info,
+        Ok(abi::LOG_WARN) => log::LevelFilter::Warn,
+        Ok(abi::LOG_ERROR) => log::LevelFilter::Error,
+        Ok(abi::LOG_CRITICAL) => log::LevelFilter::Error,
+        // A level this crate does not know, or a refused call: the default.
+        Ok(_) | Err(_) => log::LevelFilter::Info,
     }
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+/// The root context is dropped when Envoy deletes it (`proxy_on_delete`): at a config update
+/// after the drain above finished, or when the VM goes away. Whatever is still held then is
+/// lost: count it and say so once.
+impl Drop for Root {
+    fn drop(&mut self) {
+        self.deliver();
+        let Some(shared) = &self.shared else { return };
+        if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
+            log::debug!(
+                "root context deleted with {} spans held",
+                exporter.held_spans()
+            );
+            if exporter.abandon(&shared.stats) > 0 {
+                shared.stats.flush();
+            }
+        }
     }
 }

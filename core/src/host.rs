@@ -1,6 +1,7 @@
-//! The host boundary: everything the core needs from Envoy, as small traits. The wasm module
-//! implements them once over proxy-wasm host calls (`filter::proxy_host`); tests implement
-//! them with in-memory mocks. Nothing outside `filter` names `proxy_wasm`.
+//! The host boundary: everything the core needs from Envoy, as small traits. Each glue crate
+//! implements them once: the wasm filter over proxy-wasm host calls (`src/proxy_host.rs` at
+//! the repository root); tests with in-memory mocks (`testing.rs`). The core itself
+//! never names `proxy_wasm`.
 
 use crate::metrics::{Counter, Gauge, Histogram};
 use std::time::Duration;
@@ -71,8 +72,9 @@ pub struct ExportRequest<'a> {
 pub struct ExportResponse<'a> {
     /// The HTTP status; `None` when Envoy reports a failure without one (reset).
     pub status: Option<u16>,
-    /// The `retry-after` header, if any.
-    pub retry_after: Option<&'a str>,
+    /// The `retry-after` header as raw bytes, if any: a field value may hold any octet
+    /// (RFC 9110 §5.5 obs-text), so it is not assumed to be UTF-8.
+    pub retry_after: Option<&'a [u8]>,
     /// The response body (possibly truncated by the host glue).
     pub body: &'a [u8],
 }

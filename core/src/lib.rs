@@ -1,6 +1,8 @@
 //! The core of gateway-tracing: plain Rust that talks to Envoy only through the traits in
 //! [`host`], so all of it is unit-tested on the host. The proxy-wasm glue is the
-//! `gateway-tracing` crate at the repository root; nothing here names `proxy_wasm`.
+//! `gateway-tracing` crate at the repository root; nothing here names `proxy_wasm`, and nothing
+//! here is `unsafe`.
+#![forbid(unsafe_code)]
 pub mod config;
 pub mod exporter;
 pub mod host;

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::collector::{kind, status, RecordedSpan};
+use crate::span::{kind, status, RecordedSpan};
 
 /// Renders every trace found in `spans`, separated by blank lines.
 pub fn render(spans: &[RecordedSpan]) -> String {
@@ -115,18 +115,6 @@ fn write_node<'a>(
     }
 }
 
-/// Name of an OTLP span kind.
-pub fn kind_name(k: i32) -> &'static str {
-    match k {
-        kind::INTERNAL => "INTERNAL",
-        kind::SERVER => "SERVER",
-        kind::CLIENT => "CLIENT",
-        kind::PRODUCER => "PRODUCER",
-        kind::CONSUMER => "CONSUMER",
-        _ => "UNSPECIFIED",
-    }
-}
-
 /// One span's line, without tree decoration:
 /// `NAME  [SERVICE] KIND 12.3ms STATUS [do=ID] [(parent X not received)]`.
 pub fn line(s: &RecordedSpan) -> String {
@@ -143,7 +131,7 @@ pub fn line(s: &RecordedSpan) -> String {
         "{}  [{}] {} {:.1}ms {}",
         s.name,
         service,
-        kind_name(s.kind),
+        kind::name(s.kind),
         s.duration_ms(),
         status
     );
@@ -165,7 +153,7 @@ fn line_with_note(s: &RecordedSpan, has_parent: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collector::AttrValue;
+    use crate::span::AttrValue;
 
     #[allow(clippy::too_many_arguments)]
     fn span(

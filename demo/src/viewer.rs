@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use crate::collector::{status, AttrValue, RecordedEvent, RecordedSpan};
+use crate::span::{kind, status, AttrValue, RecordedEvent, RecordedSpan};
 
 /// The page, served at `/`.
 pub const PAGE: &str = include_str!("viewer.html");
@@ -85,17 +85,6 @@ pub struct TraceView {
     pub summary: TraceSummary,
     /// In arrival order; the page builds the tree.
     pub spans: Vec<ViewSpan>,
-}
-
-fn kind_name(kind: i32) -> &'static str {
-    match kind {
-        1 => "INTERNAL",
-        2 => "SERVER",
-        3 => "CLIENT",
-        4 => "PRODUCER",
-        5 => "CONSUMER",
-        _ => "UNSPECIFIED",
-    }
 }
 
 fn status_name(code: i32) -> &'static str {
@@ -216,7 +205,7 @@ pub fn trace_view(spans: &[RecordedSpan], trace_id: &str) -> Option<TraceView> {
                 },
                 parent_missing: missing,
                 name: s.name.clone(),
-                kind: kind_name(s.kind),
+                kind: kind::name(s.kind),
                 service: s.service().unwrap_or("unknown").to_string(),
                 offset_ms: ms(s.start_ns.saturating_sub(start)),
                 duration_ms: s.duration_ms(),

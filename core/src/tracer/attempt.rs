@@ -14,7 +14,8 @@
 //! - no `on_log`: the attempt ends in `on_done`, when Envoy destroys the upstream request.
 
 use super::completion::{Completion, VIA_UPSTREAM};
-use super::start::{start, ActiveRequest, ClientCall};
+use super::request::{ActiveRequest, ClientCall};
+use super::start::start;
 use crate::config::Config;
 use crate::host::{property_bytes, property_string, property_u64, Host, Stats};
 use crate::ids::SpanId;
@@ -88,16 +89,11 @@ pub fn start_attempt(
     book: &mut AttemptBook,
 ) -> ActiveRequest {
     let mut req = start(config, host, stats);
-    // Only the upstream-filter placement has attempts (`Attempt` is set by `start` there).
+    // Only the upstream-filter placement has attempts (`Attempt` is set by `start` there); the
+    // filter's own export requests have no call (`start` passed them untouched).
     let Some(call) = req.client.as_mut().filter(|c| c.attempt.is_some()) else {
         return req;
     };
-    // The filter's own export requests, should the exporter's cluster carry the upstream
-    // filter too: tracing them would export a span per export, forever.
-    if call.cluster == config.exporter.cluster {
-        req.recorded = false;
-        return req;
-    }
     let previous = req.parent_span_id.and_then(|p| book.by_id.get(&p).copied());
     if let Some(prev) = previous {
         req.parent_span_id = prev.parent;

@@ -5,7 +5,7 @@
 //! ([`targets`]) and recorded per call, sampled or not ([`record`]).
 
 use super::completion::Completion;
-use super::start::ActiveRequest;
+use super::request::ActiveRequest;
 use crate::config::Config;
 use crate::status;
 

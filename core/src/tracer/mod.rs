@@ -10,7 +10,8 @@
 //! CLIENT span per attempt, [`start_attempt`] at its request headers, [`attempt_completion`]
 //! when Envoy destroys it.
 //!
-//! Files: [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
+//! Files: [`stream`](mod@stream) (one stream's callbacks, whatever the placement: what a host
+//! glue drives), [`start`](mod@start) (request headers), [`completion`] (log-phase reads), [`spans`]
 //! (pure span building), [`calls`] (per-target call metrics), [`attempt`] (the
 //! upstream-filter placement).
 
@@ -19,13 +20,17 @@ pub mod calls;
 mod completion;
 mod headers;
 mod placement;
+mod request;
 mod spans;
 mod start;
+mod stream;
 #[cfg(test)]
 mod tests;
 
 pub use attempt::{attempt_completion, start_attempt, AttemptBook};
 pub use completion::Completion;
 pub use placement::Attempt;
+pub use request::{ActiveRequest, ClientCall};
 pub use spans::finish;
-pub use start::{start, ActiveRequest, ClientCall};
+pub use start::start;
+pub use stream::{Finished, Placement, Stream};

@@ -4,7 +4,6 @@
 //! request headers and `xds.cluster_name`; everything later waits for [`super::completion`].
 
 use super::headers::capture_headers;
-use crate::config::ClusterTarget;
 use crate::config::{ClientSpans, Config, DurableObjectId, Mode};
 use crate::host::{
     property_string, ContextHeaders, HeaderList, HeaderMap, Host, HostInjector, Stats,
@@ -14,91 +13,10 @@ use crate::metrics::Counter;
 use crate::propagation::{self, Propagator, SpanContext, Trust};
 use crate::route::Params;
 use crate::sampler::Sampler;
-use crate::semconv as sc;
 use crate::url::strip_query;
-use std::rc::Rc;
+use std::sync::Arc;
 
-/// Methods semconv knows; anything else is reported as `_OTHER` (and spans are named `HTTP`).
-const KNOWN_METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-];
-
-/// State kept between request headers and log for one request.
-#[derive(Debug, Clone)]
-pub struct ActiveRequest {
-    pub recorded: bool,
-    pub trace_id: TraceId,
-    pub trace_state: Option<String>,
-    /// W3C trace-flags of this trace as we send and record them (sampled, random trace id).
-    pub trace_flags: u8,
-    /// `trust: untrusted`: the incoming context, linked from our first span, not continued.
-    pub link: Option<SpanContext>,
-    /// `response_trace_header`: (name, value, replace) for the response headers.
-    pub response_header: Option<(&'static str, String, bool)>,
-    pub parent_span_id: Option<SpanId>,
-    /// The SERVER span (gateway, inbound sidecar).
-    pub server_span_id: Option<SpanId>,
-    /// The CLIENT span (gateway or outbound sidecar with an upstream cluster).
-    pub client: Option<ClientCall>,
-    pub start_ns: u64,
-    /// When the last byte of the response passed this filter on its way back (see
-    /// [`ActiveRequest::response_complete`]); ends the CLIENT span. `None` until then.
-    pub response_end_ns: Option<u64>,
-    pub(super) method: Method,
-    pub(super) path: String,
-    pub(super) route: Option<usize>,
-    pub(super) scheme: String,
-    pub(super) authority: String,
-    pub(super) user_agent: Option<String>,
-    /// Allow-listed request headers present on the request: (index in
-    /// `config.request_headers`, values in order), redaction applied. Empty unless recorded
-    /// (or kept for errors).
-    pub(super) request_headers: Vec<(usize, Vec<String>)>,
-}
-
-/// The upstream call a CLIENT span describes.
-#[derive(Debug, Clone)]
-pub struct ClientCall {
-    pub span_id: SpanId,
-    pub cluster: String,
-    pub target: Rc<ClusterTarget>,
-    pub durable_object_id: Option<String>,
-    /// Upstream-filter placement: which attempt of the request this is (1 = the first; see
-    /// [`super::attempt`]). `None` in the other placements (the span covers every attempt).
-    pub attempt: Option<super::placement::Attempt>,
-}
-
-#[derive(Debug, Clone)]
-pub(super) struct Method {
-    /// Normalised value for `http.request.method` (`_OTHER` when unknown).
-    pub(super) value: String,
-    /// The original when it was not a known method.
-    pub(super) original: Option<String>,
-}
-
-impl Method {
-    fn parse(raw: &str) -> Method {
-        if KNOWN_METHODS.contains(&raw) {
-            Method {
-                value: raw.to_string(),
-                original: None,
-            }
-        } else {
-            Method {
-                value: sc::OTHER.to_string(),
-                original: Some(raw.to_string()),
-            }
-        }
-    }
-    /// What goes into span names: `HTTP` for unknown methods (semconv).
-    pub(super) fn for_name(&self) -> &str {
-        if self.original.is_some() {
-            "HTTP"
-        } else {
-            &self.value
-        }
-    }
-}
+use super::request::{ActiveRequest, ClientCall, Method};
 
 /// How request start reads the request headers.
 enum StartHeaders {
@@ -129,9 +47,14 @@ impl propagation::Extractor for StartHeaders {
 /// - not `sampler_keep_errors` (an unrecorded request may still become spans) nor
 ///   `call_metrics` (every call is counted by cluster);
 /// - `propagators` is `tracecontext` alone (B3 reads and removes other headers);
-/// - not the upstream-filter placement (an attempt is numbered from its headers).
+/// - `trust` is `trusted` (an untrusted edge reads and removes every format);
+/// - not the upstream-filter placement (an attempt is numbered from its headers), nor a
+///   gateway that leaves its CLIENT spans to it (a client's `x-envoy-original-path` is removed,
+///   see [`announce`]).
 fn lean_start(config: &Config) -> bool {
     config.mode != Mode::UpstreamFilter
+        && config.client_spans != ClientSpans::UpstreamFilter
+        && config.propagation.trust == Trust::Trusted
         && !config.keep_errors
         && !config.call_metrics
         && config.propagation.propagators == [Propagator::TraceContext]
@@ -158,56 +81,31 @@ fn match_route(config: &Config, path: &str) -> (Option<usize>, Params) {
 }
 
 /// Request-headers phase. Never fails: at worst the request is traced as a new root.
+///
+/// Typed stages, each its own function: [`own_export`] (the filter's own export requests pass
+/// untouched) → [`incoming_context`] (extract, trust) → [`decide`] (sampling) →
+/// [`RequestFacts::read`] (method, path, route, scheme, captured headers) →
+/// [`upstream_call`] (cluster target, Durable Object id, attempt) → [`announce`] (inject,
+/// access-log ids, response trace header).
 pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveRequest {
+    let cluster = match own_export(config, host) {
+        Upstream::OwnExport => return ActiveRequest::passthrough(),
+        Upstream::Cluster(c) => Some(c),
+        Upstream::Later => None,
+    };
     let read = if lean_start(config) {
         StartHeaders::Context(ContextHeaders::read(host))
     } else {
         StartHeaders::Map(read_request_headers(host))
     };
-    // --- propagation (rules in crate::propagation) ---
-    let settings = &config.propagation;
-    let incoming = propagation::incoming(&settings.propagators, settings.trust, &read);
-    for problem in &incoming.problems {
-        if let Some(c) = problem.counter() {
-            stats.add(c, 1);
-        }
-        log::debug!("{problem}");
-    }
-    if incoming.link.is_some() {
-        stats.add(Counter::IncomingContextLinked, 1);
-    }
-    let parent = incoming.parent.as_ref();
-    // --- end propagation ---
+    let incoming = incoming_context(config, &read, stats);
     let ids = RequestIds::from_random(host.random_bytes());
-    let trace_id = parent.map_or(ids.trace_id, |p| p.trace_id);
-
-    // A per-route ratio needs the route before sampling: from the map, or (lean start) from
-    // `:path` alone when some route has a ratio.
-    let early_route = match &read {
-        StartHeaders::Map(h) => Some(match_route(
-            config,
-            strip_query(super::placement::downstream_path(config.mode, h)),
-        )),
-        StartHeaders::Context(_) if config.routes.has_ratios() => {
-            let path = property_string(host.request_header(":path"));
-            Some(match_route(
-                config,
-                strip_query(path.as_deref().unwrap_or("/")),
-            ))
-        }
-        StartHeaders::Context(_) => None,
-    };
-    let ratio = early_route
+    let trace_id = incoming
+        .parent
         .as_ref()
-        .and_then(|(i, _)| i.and_then(|i| config.routes.routes.get(i)))
-        .and_then(|r| r.ratio)
-        .unwrap_or(config.ratio);
-    let recorded = config
-        .sampler
-        .should_sample(incoming.caller_sampled(), &trace_id, ratio);
-    if !recorded {
-        stats.add(Counter::RequestsNotSampled, 1);
-    }
+        .map_or(ids.trace_id, |p| p.trace_id);
+    let early_route = early_route(config, host, &read);
+    let recorded = decide(config, &incoming, &trace_id, early_route.as_ref(), stats);
     let headers = match read {
         StartHeaders::Map(h) => h,
         StartHeaders::Context(context) if !recorded => {
@@ -216,74 +114,34 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         StartHeaders::Context(_) => read_request_headers(host),
     };
     let start_ns = host.now_nanos();
-
-    let raw_method = headers.get(":method").unwrap_or("GET");
-    let full_path = super::placement::downstream_path(config.mode, &headers);
-    let path = strip_query(full_path).to_string();
-    let (route, params) = early_route.unwrap_or_else(|| match_route(config, &path));
-
+    let facts = RequestFacts::read(config, host, &headers, early_route, recorded);
+    let cluster = cluster.or_else(|| upstream_cluster(config, host));
+    let client = upstream_call(
+        config,
+        &headers,
+        &facts.params,
+        ids.client_span_id,
+        cluster,
+        stats,
+    );
     let server_span_id = config.mode.has_server_span().then_some(ids.server_span_id);
-    let cluster = match config.mode {
-        Mode::SidecarInbound => None,
-        // The upstream-filter placement makes the CLIENT spans, one per attempt.
-        Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => None,
-        _ => property_string(host.property(&["xds", "cluster_name"])),
-    };
-    let client = cluster.map(|cluster| {
-        let target = config.cluster_target(&cluster);
-        let durable_object_id = target.durable_object.as_ref().and_then(|d| match &d.id {
-            DurableObjectId::RouteParam(p) => {
-                params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone())
-            }
-            DurableObjectId::Header(h) => headers.get(h).map(str::to_string),
-        });
-        ClientCall {
-            span_id: ids.client_span_id,
-            cluster,
-            target,
-            durable_object_id,
-            attempt: super::placement::at_start(config.mode, &headers),
-        }
-    });
-
     let mut req = ActiveRequest {
         client,
         start_ns,
-        method: Method::parse(raw_method),
-        path,
-        route,
-        scheme: propagation::trust::server_scheme(
-            settings.trust,
-            headers.get(":scheme"),
-            match settings.trust {
-                Trust::Trusted => None,
-                Trust::Untrusted => property_string(host.property(&["connection", "tls_version"])),
-            }
-            .as_deref(),
-        ),
-        authority: headers.get(":authority").unwrap_or("").to_string(),
-        user_agent: headers.get("user-agent").map(str::to_string),
-        request_headers: if recorded || config.keep_errors {
-            capture_headers(config, &config.request_headers, &headers)
-        } else {
-            Vec::new()
-        },
+        method: facts.method,
+        path: facts.path,
+        route: facts.route,
+        scheme: facts.scheme,
+        authority: facts.authority,
+        user_agent: facts.user_agent,
+        request_headers: facts.request_headers,
         ..ActiveRequest::traced(recorded, trace_id, &incoming, server_span_id)
     };
-    if let Some(c) = &req.client {
-        if c.target.durable_object.is_some() && c.durable_object_id.is_none() {
-            stats.add(Counter::DurableObjectIdMissing, 1);
-            log::debug!(
-                "Durable Object call to cluster '{}' without an id (route param or header missing)",
-                c.cluster
-            );
-        }
-    }
     // The span the upstream continues: our CLIENT span, or (inbound sidecar) our SERVER span.
     let client_target = req
         .client
         .as_ref()
-        .map(|c| (c.span_id, Rc::clone(&c.target)));
+        .map(|c| (c.span_id, Arc::clone(&c.target)));
     let propagate = propagated(
         config,
         req.server_span_id,
@@ -304,6 +162,193 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
         &HeaderList(&headers),
     );
     req
+}
+
+/// What [`own_export`] learnt of the upstream cluster.
+#[derive(Debug, PartialEq, Eq)]
+enum Upstream {
+    /// The request goes to the exporter's own cluster: the filter's export request.
+    OwnExport,
+    /// The cluster, read up front (upstream-filter placement).
+    Cluster(String),
+    /// Read later, only where the request turns out to have a CLIENT span.
+    Later,
+}
+
+/// Stage 0. In the upstream-filter placement the filter also sees its own export requests,
+/// should the exporter's cluster carry it: they are known by their cluster before anything is
+/// read, counted or injected, and pass untouched (tracing them would export a span per
+/// export, forever). Elsewhere export requests never pass the filter chain.
+fn own_export(config: &Config, host: &dyn Host) -> Upstream {
+    if config.mode != Mode::UpstreamFilter {
+        return Upstream::Later;
+    }
+    match upstream_cluster(config, host) {
+        Some(c) if c == config.exporter.cluster => Upstream::OwnExport,
+        Some(c) => Upstream::Cluster(c),
+        None => Upstream::Later,
+    }
+}
+
+/// Stage 1: the incoming trace context, by the configured propagators and the edge's trust
+/// (rules in [`crate::propagation`]); problems counted and logged at debug.
+fn incoming_context(
+    config: &Config,
+    read: &dyn propagation::Extractor,
+    stats: &dyn Stats,
+) -> propagation::Incoming {
+    let settings = &config.propagation;
+    let incoming = propagation::incoming(&settings.propagators, settings.trust, read);
+    for problem in &incoming.problems {
+        if let Some(c) = problem.counter() {
+            stats.add(c, 1);
+        }
+        log::debug!("{problem}");
+    }
+    if !incoming.links.is_empty() {
+        stats.add(Counter::IncomingContextLinked, incoming.links.len() as u64);
+    }
+    incoming
+}
+
+/// A per-route ratio needs the route before sampling: from the map, or (lean start) from
+/// `:path` alone when some route has a ratio. `None`: matched later, if recorded.
+fn early_route(
+    config: &Config,
+    host: &dyn Host,
+    read: &StartHeaders,
+) -> Option<(Option<usize>, Params)> {
+    match read {
+        StartHeaders::Map(h) => Some(match_route(
+            config,
+            strip_query(super::placement::downstream_path(config.mode, h)),
+        )),
+        StartHeaders::Context(_) if config.routes.has_ratios() => {
+            let path = property_string(host.request_header(":path"));
+            Some(match_route(
+                config,
+                strip_query(path.as_deref().unwrap_or("/")),
+            ))
+        }
+        StartHeaders::Context(_) => None,
+    }
+}
+
+/// Stage 2: the sampling decision, by the sampler with the route's ratio (else the global
+/// one) and the caller's decision; an unrecorded request is counted (with
+/// `sampler_keep_errors`, at log instead: it may still be kept, and is counted once).
+fn decide(
+    config: &Config,
+    incoming: &propagation::Incoming,
+    trace_id: &TraceId,
+    route: Option<&(Option<usize>, Params)>,
+    stats: &dyn Stats,
+) -> bool {
+    let ratio = route
+        .and_then(|(i, _)| i.and_then(|i| config.routes.routes.get(i)))
+        .and_then(|r| r.ratio)
+        .unwrap_or(config.ratio);
+    let recorded = config
+        .sampler
+        .should_sample(incoming.caller_sampled(), trace_id, ratio);
+    if !recorded && !config.keep_errors {
+        stats.add(Counter::RequestsNotSampled, 1);
+    }
+    recorded
+}
+
+/// Stage 3: what a recorded request's spans say about the request itself.
+struct RequestFacts {
+    method: Method,
+    path: String,
+    route: Option<usize>,
+    params: Params,
+    scheme: String,
+    authority: String,
+    user_agent: Option<String>,
+    request_headers: Vec<(usize, Vec<String>)>,
+}
+
+impl RequestFacts {
+    fn read(
+        config: &Config,
+        host: &dyn Host,
+        headers: &HeaderMap,
+        early_route: Option<(Option<usize>, Params)>,
+        recorded: bool,
+    ) -> RequestFacts {
+        let settings = &config.propagation;
+        let path = strip_query(super::placement::downstream_path(config.mode, headers)).to_string();
+        let (route, params) = early_route.unwrap_or_else(|| match_route(config, &path));
+        RequestFacts {
+            method: Method::parse(headers.get(":method").unwrap_or("GET")),
+            path,
+            route,
+            params,
+            scheme: propagation::trust::server_scheme(
+                settings.trust,
+                headers.get(":scheme"),
+                match settings.trust {
+                    Trust::Trusted => None,
+                    Trust::Untrusted => {
+                        property_string(host.property(&["connection", "tls_version"]))
+                    }
+                }
+                .as_deref(),
+            ),
+            authority: headers.get(":authority").unwrap_or("").to_string(),
+            user_agent: headers.get("user-agent").map(str::to_string),
+            request_headers: if recorded || config.keep_errors {
+                capture_headers(config, &config.request_headers, headers)
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// The upstream cluster of a placement that makes a CLIENT span at request start: `None` for
+/// an inbound sidecar, and for a gateway whose CLIENT spans come from the upstream filter.
+fn upstream_cluster(config: &Config, host: &dyn Host) -> Option<String> {
+    match config.mode {
+        Mode::SidecarInbound => None,
+        Mode::Gateway if config.client_spans == ClientSpans::UpstreamFilter => None,
+        _ => property_string(host.property(&["xds", "cluster_name"])),
+    }
+}
+
+/// Stage 4: the upstream call the CLIENT span describes: the cluster's target, the Durable
+/// Object id (route param or header; a missing one counted), the attempt (upstream-filter
+/// placement).
+fn upstream_call(
+    config: &Config,
+    headers: &HeaderMap,
+    params: &Params,
+    span_id: SpanId,
+    cluster: Option<String>,
+    stats: &dyn Stats,
+) -> Option<ClientCall> {
+    let cluster = cluster?;
+    let target = config.cluster_target(&cluster);
+    let durable_object_id = target.durable_object.as_ref().and_then(|d| match &d.id {
+        DurableObjectId::RouteParam(p) => {
+            params.iter().find(|(k, _)| k == p).map(|(_, v)| v.clone())
+        }
+        DurableObjectId::Header(h) => headers.get(h).map(str::to_string),
+    });
+    if target.durable_object.is_some() && durable_object_id.is_none() {
+        stats.add(Counter::DurableObjectIdMissing, 1);
+        log::debug!(
+            "Durable Object call to cluster '{cluster}' without an id (route param or header missing)"
+        );
+    }
+    Some(ClientCall {
+        span_id,
+        cluster,
+        target,
+        durable_object_id,
+        attempt: super::placement::at_start(config.mode, headers),
+    })
 }
 
 /// A request [`lean_start`] found unrecorded: nothing will be written for it, so nothing more
@@ -365,6 +410,23 @@ fn announce(
     if config.access_log_ids {
         expose_ids(host, req.trace_id, hop);
     }
+    // The upstream-filter placement takes the route (and a Durable Object id) from
+    // `x-envoy-original-path`. Envoy's router sets it when a route rewrites the path, but on a
+    // route without a rewrite a client's own copy reaches the upstream filters unchanged
+    // (measured with Envoy 1.40 unless `use_remote_address: true`, which strips it). The
+    // gateway runs before the router: it removes the client's, so what the upstream filter
+    // reads is Envoy's or nothing.
+    if config.mode == Mode::Gateway
+        && config.client_spans == ClientSpans::UpstreamFilter
+        && !present
+            .get_all(super::placement::ORIGINAL_PATH_HEADER)
+            .is_empty()
+    {
+        if let Err(e) = host.set_request_header(super::placement::ORIGINAL_PATH_HEADER, None) {
+            stats.add(Counter::InjectFailed, 1);
+            log::warn!("could not remove a client's x-envoy-original-path: {e}");
+        }
+    }
     if let Some(root) = hop {
         log::debug!(
             "Span Context: {{ traceId: '{}', spanId: '{}' }}",
@@ -374,17 +436,20 @@ fn announce(
     }
     if let Some((span_id, to)) = propagate {
         let ctx = SpanContext {
-            trace_id: req.trace_id,
-            span_id,
-            flags: req.trace_flags,
-            trace_state: req.trace_state.clone(),
+            debug: req.debug,
+            ..SpanContext::new(
+                req.trace_id,
+                span_id,
+                req.trace_flags,
+                req.trace_state.clone(),
+            )
         };
         let mut injector = HostInjector {
             host,
             failed: None,
             present,
         };
-        propagation::inject(&settings.propagators, &ctx, &mut injector);
+        propagation::outgoing(settings, &ctx, &mut injector);
         if let Some(e) = injector.failed {
             stats.add(Counter::InjectFailed, 1);
             log::warn!("could not write trace context to the upstream request: {e}");
@@ -396,13 +461,9 @@ fn announce(
         );
     }
     // The span the client called: SERVER, or CLIENT when there is no SERVER span.
+    req.hop_span_id = hop;
     if let Some(span_id) = hop {
-        let ctx = SpanContext {
-            trace_id: req.trace_id,
-            span_id,
-            flags: req.trace_flags,
-            trace_state: None,
-        };
+        let ctx = SpanContext::new(req.trace_id, span_id, req.trace_flags, None);
         req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
     }
 }
@@ -422,55 +483,5 @@ fn expose_ids(host: &mut dyn Host, trace_id: TraceId, span: Option<SpanId>) {
     }
     if let Err(e) = result {
         log::debug!("could not put trace ids in filter state: {e}");
-    }
-}
-
-impl ActiveRequest {
-    /// What start knows of a request before its details: the trace context in and out, the
-    /// recording decision, the SERVER span id. The rest is empty (all an unrecorded request
-    /// of the lean start keeps).
-    fn traced(
-        recorded: bool,
-        trace_id: TraceId,
-        incoming: &propagation::Incoming,
-        server_span_id: Option<SpanId>,
-    ) -> ActiveRequest {
-        let parent = incoming.parent.as_ref();
-        ActiveRequest {
-            recorded,
-            trace_id,
-            trace_state: parent.and_then(|p| p.trace_state.clone()),
-            trace_flags: propagation::outgoing_flags(parent, recorded),
-            link: incoming.link.clone(),
-            response_header: None,
-            parent_span_id: parent.map(|p| p.span_id),
-            server_span_id,
-            client: None,
-            start_ns: 0,
-            response_end_ns: None,
-            method: Method {
-                value: String::new(),
-                original: None,
-            },
-            path: String::new(),
-            route: None,
-            scheme: String::new(),
-            authority: String::new(),
-            user_agent: None,
-            request_headers: Vec::new(),
-        }
-    }
-
-    /// True when the log phase must read Envoy's completion: the request was sampled, it may
-    /// still be kept because it failed (`sampler_keep_errors`), or its call is counted
-    /// (`call_metrics`).
-    pub fn wants_completion(&self, config: &Config) -> bool {
-        self.recorded || config.keep_errors || (config.call_metrics && self.client.is_some())
-    }
-
-    /// The response's end of stream reached this filter: the upstream call is over. The CLIENT
-    /// span ends here; the SERVER span ends when Envoy has finished the whole stream (log).
-    pub fn response_complete(&mut self, now_ns: u64) {
-        self.response_end_ns.get_or_insert(now_ns);
     }
 }

@@ -4,7 +4,9 @@
 //! hold a request without answering) that fails the way real collectors do, as [`Mode`]
 //! says: refuse connections ([`Mode::Down`]: the listening socket is closed), accept and never
 //! answer ([`Mode::Hang`]), answer a status with an optional `Retry-After`
-//! ([`Mode::Status`]), or accept with an OTLP `partial_success` ([`Mode::PartialSuccess`]).
+//! ([`Mode::Status`]), accept with an OTLP `partial_success` ([`Mode::PartialSuccess`]), or
+//! accept only bodies up to a size and answer 413 above it, as the OpenTelemetry Collector's
+//! `confighttp` `max_request_body_size` (default 20 MiB) does ([`Mode::BodyLimit`]).
 //!
 //! Every request body is decoded strictly: `content-encoding: gzip` must be valid gzip;
 //! `application/x-protobuf` must decode as an `ExportTraceServiceRequest`;
@@ -34,15 +36,22 @@ pub enum Mode {
     Down,
     /// Reads the request, never answers (until the mode changes; then closes).
     Hang,
-    /// Answers this status (spans not stored), with `Retry-After` if given.
+    /// Answers this status (spans not stored), with `Retry-After` if given: raw bytes, any
+    /// of them (obs-text such as `\xff` is legal in a field value and passes through Envoy).
     Status {
         status: u16,
-        retry_after: Option<String>,
+        retry_after: Option<Vec<u8>>,
     },
     /// 200 with `partial_success.rejected_spans = rejected` (the first `rejected` spans of
     /// each request are not stored).
     PartialSuccess { rejected: usize, message: String },
+    /// As [`Mode::Ok`] for bodies of at most `max_bytes` on the wire; a larger one is answered
+    /// 413 (Content Too Large) and its spans are not stored.
+    BodyLimit { max_bytes: usize },
 }
+
+/// The OpenTelemetry Collector's default `confighttp` `max_request_body_size`: 20 MiB.
+pub const COLLECTOR_DEFAULT_MAX_BODY: usize = 20 * 1024 * 1024;
 
 /// One request the collector read.
 #[derive(Debug, Clone)]
@@ -301,14 +310,27 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                 }
                 return Ok(());
             }
-            Mode::Ok => {
+            Mode::BodyLimit { max_bytes } if body.len() > max_bytes => {
+                respond(
+                    &mut out,
+                    413,
+                    &[("content-type", b"text/plain")],
+                    b"request body too large",
+                )?;
+            }
+            Mode::Ok | Mode::BodyLimit { .. } => {
                 lock(&inner.state).stored.extend(span_ids);
                 let body = if json {
                     b"{}".to_vec()
                 } else {
                     ExportTraceServiceResponse::default().encode_to_vec()
                 };
-                respond(&mut out, 200, &[("content-type", ctype(json))], &body)?;
+                respond(
+                    &mut out,
+                    200,
+                    &[("content-type", ctype(json).as_bytes())],
+                    &body,
+                )?;
             }
             Mode::PartialSuccess { rejected, message } => {
                 let rejected = rejected.min(span_ids.len());
@@ -328,15 +350,20 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                     }
                     .encode_to_vec()
                 };
-                respond(&mut out, 200, &[("content-type", ctype(json))], &body)?;
+                respond(
+                    &mut out,
+                    200,
+                    &[("content-type", ctype(json).as_bytes())],
+                    &body,
+                )?;
             }
             Mode::Status {
                 status,
                 retry_after,
             } => {
-                let mut h = vec![("content-type", "text/plain")];
+                let mut h: Vec<(&str, &[u8])> = vec![("content-type", b"text/plain")];
                 if let Some(r) = &retry_after {
-                    h.push(("retry-after", r.as_str()));
+                    h.push(("retry-after", r));
                 }
                 respond(&mut out, status, &h, b"injected failure")?;
             }
@@ -359,15 +386,19 @@ fn ctype(json: bool) -> &'static str {
 fn respond(
     out: &mut TcpStream,
     status: u16,
-    headers: &[(&str, &str)],
+    headers: &[(&str, &[u8])],
     body: &[u8],
 ) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+    let mut head =
+        format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len()).into_bytes();
     for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+        head.extend_from_slice(k.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(v);
+        head.extend_from_slice(b"\r\n");
     }
-    head.push_str("\r\n");
-    out.write_all(head.as_bytes())?;
+    head.extend_from_slice(b"\r\n");
+    out.write_all(&head)?;
     out.write_all(body)?;
     out.flush()
 }

@@ -14,6 +14,7 @@ mod propagation;
 mod reads;
 mod sampling;
 mod status;
+mod stream;
 
 pub(super) use super::completion::VIA_UPSTREAM;
 pub(super) use super::*;

@@ -1,0 +1,243 @@
+//! The module's proxy-wasm exports (ABI 0.2.1): VM start, the context table, and each
+//! callback routed to its root ([`Root`]) or HTTP ([`Http`]) context; plus the allocator the
+//! host fills buffers through, the logger and the panic hook.
+//!
+//! Why not the SDK's dispatcher: it can only learn an HTTP call's token from its own
+//! `hostcalls::dispatch_http_call` (which panics on statuses it does not list), and it panics
+//! on an unknown token, an unknown context id, or a refused `set_effective_context`. Here an
+//! unknown id or token is ignored, and no export can panic: a panic aborts the VM, and every
+//! later request of the worker would go untraced.
+
+use crate::abi;
+use crate::http::Http;
+use crate::root::Root;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// `proxy_action_t::Continue`: the filter never pauses a stream.
+const CONTINUE: u32 = 0;
+
+thread_local! {
+    /// Root contexts by id (one per plugin configuration in this VM).
+    static ROOTS: RefCell<HashMap<u32, Root>> = RefCell::new(HashMap::new());
+    /// HTTP contexts by id (one per request or, upstream, per attempt).
+    static HTTPS: RefCell<HashMap<u32, Http>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` on a context taken out of its table, then puts it back, so no table borrow is
+/// held while the context runs (a host that re-enters the module finds the table free; the
+/// context itself is then absent and the nested callback is ignored, never a panic).
+fn with<C, R>(
+    table: &'static std::thread::LocalKey<RefCell<HashMap<u32, C>>>,
+    id: u32,
+    f: impl FnOnce(&mut C) -> R,
+) -> Option<R> {
+    let mut ctx = table.with(|t| t.try_borrow_mut().ok()?.remove(&id))?;
+    let out = f(&mut ctx);
+    table.with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            t.insert(id, ctx);
+        }
+    });
+    Some(out)
+}
+
+fn init() {
+    struct Logger;
+    impl log::Log for Logger {
+        fn enabled(&self, metadata: &log::Metadata) -> bool {
+            metadata.level() <= log::max_level()
+        }
+        fn log(&self, record: &log::Record) {
+            if !self.enabled(record.metadata()) {
+                return;
+            }
+            let level = match record.level() {
+                log::Level::Trace => abi::LOG_TRACE,
+                log::Level::Debug => abi::LOG_DEBUG,
+                log::Level::Info => abi::LOG_INFO,
+                log::Level::Warn => abi::LOG_WARN,
+                log::Level::Error => abi::LOG_ERROR,
+            };
+            abi::log(level, &record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+    static LOGGER: Logger = Logger;
+    // The core logs through the `log` crate; Envoy's own `wasm` log level filters what shows
+    // (the root context follows it at configure and on every tick).
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+    // A panic aborts the VM (panic = "abort"); say where at critical level first, so the
+    // cause is in Envoy's log and not only "wasm trap: unreachable".
+    std::panic::set_hook(Box::new(|info| {
+        abi::log(
+            abi::LOG_CRITICAL,
+            &format!("gateway-tracing panicked (the VM aborts): {info}"),
+        );
+    }));
+}
+
+#[cfg(target_os = "wasi")]
+extern "C" {
+    fn __wasm_call_ctors();
+}
+
+/// The WASI reactor entry point: static constructors, then the logger and panic hook.
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    #[cfg(target_os = "wasi")]
+    {
+        // SAFETY: called once by the host before any other export, as WASI reactors require.
+        unsafe {
+            __wasm_call_ctors();
+        }
+    }
+    init();
+}
+
+/// The ABI version this module speaks.
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+// Flags arrive as `u32`, not `bool`: a host passing any other number than 0 or 1 must not
+// be undefined behaviour here.
+
+/// The host's allocator for buffers it hands us (taken back by `abi::take`). A size we cannot
+/// allocate returns null, which the host reports as a failed call instead of a panic here.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut v: Vec<u8> = Vec::new();
+    if v.try_reserve_exact(size).is_err() {
+        return std::ptr::null_mut();
+    }
+    let p = v.as_mut_ptr();
+    std::mem::forget(v);
+    p
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_size: usize) -> bool {
+    true
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
+    if root_context_id == 0 {
+        let root = Root::new(context_id);
+        ROOTS.with(|t| {
+            if let Ok(mut t) = t.try_borrow_mut() {
+                t.insert(context_id, root);
+            }
+        });
+        return;
+    }
+    // A stream of an unknown root gets a context that does nothing (never a panic).
+    let shared = with(&ROOTS, root_context_id, |r| r.shared()).flatten();
+    let http = Http::new(root_context_id, shared);
+    HTTPS.with(|t| {
+        if let Ok(mut t) = t.try_borrow_mut() {
+            t.insert(context_id, http);
+        }
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(
+    root_context_id: u32,
+    plugin_configuration_size: usize,
+) -> bool {
+    with(&ROOTS, root_context_id, |r| {
+        r.on_configure(plugin_configuration_size)
+    })
+    .unwrap_or(false)
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(root_context_id: u32) {
+    with(&ROOTS, root_context_id, Root::on_tick);
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_http_call_response(
+    context_id: u32,
+    token: u32,
+    num_headers: usize,
+    body_size: usize,
+    num_trailers: usize,
+) {
+    // Calls are dispatched from the root context; should a host route the answer to an HTTP
+    // context, it belongs to that context's root all the same (the exporter's slot is there).
+    let root_id = with(&HTTPS, context_id, |h| h.root_id()).unwrap_or(context_id);
+    with(&ROOTS, root_id, |r| {
+        r.on_http_call_response(token, num_headers, body_size, num_trailers)
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(
+    context_id: u32,
+    num_headers: usize,
+    end_of_stream: u32,
+) -> u32 {
+    with(&HTTPS, context_id, |h| {
+        h.on_request_headers(num_headers, end_of_stream != 0)
+    });
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_headers(
+    context_id: u32,
+    num_headers: usize,
+    end_of_stream: u32,
+) -> u32 {
+    with(&HTTPS, context_id, |h| {
+        h.on_response_headers(num_headers, end_of_stream != 0)
+    });
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_body(
+    context_id: u32,
+    body_size: usize,
+    end_of_stream: u32,
+) -> u32 {
+    with(&HTTPS, context_id, |h| {
+        h.on_response_body(body_size, end_of_stream != 0)
+    });
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_response_trailers(context_id: u32, num_trailers: usize) -> u32 {
+    with(&HTTPS, context_id, |h| h.on_response_trailers(num_trailers));
+    CONTINUE
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_log(context_id: u32) {
+    with(&HTTPS, context_id, Http::on_log);
+}
+
+/// `true`: the context may be deleted now; a root context draining its exporter answers
+/// `false` and calls `proxy_done` once the last export answer came.
+#[no_mangle]
+pub extern "C" fn proxy_on_done(context_id: u32) -> bool {
+    if let Some(done) = with(&HTTPS, context_id, Http::on_done) {
+        return done;
+    }
+    with(&ROOTS, context_id, Root::on_done).unwrap_or(true)
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context_id: u32) {
+    // Taken out of the table first, dropped after the borrow ends (a root's `Drop` counts what
+    // it still held and makes host calls).
+    let http = HTTPS.with(|t| t.try_borrow_mut().ok()?.remove(&context_id));
+    drop(http);
+    let root = ROOTS.with(|t| t.try_borrow_mut().ok()?.remove(&context_id));
+    drop(root);
+}
