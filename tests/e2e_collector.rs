@@ -10,11 +10,12 @@
 mod common;
 
 use common::{ports_lock, repo_root, send, try_start_envoy};
-use demo::collector::{flatten, Collector, RecordedSpan};
+use demo::collector::Collector;
 use demo::envoy::Envoy;
 use demo::peers::{otelcol_binary, Peer, PeerOpts};
 use demo::serde_json::{self, json, Value};
 use demo::shop::{self, Service, ServiceHandle};
+use demo::span::{flatten, RecordedSpan};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -373,8 +374,8 @@ exporters:
         for s in servers {
             assert_eq!(s.links.len(), 1, "{label}: {} links", s.name);
             let l = &s.links[0];
-            assert_eq!(demo::collector::hex(&l.trace_id), INCOMING_TRACE);
-            assert_eq!(demo::collector::hex(&l.span_id), INCOMING_SPAN);
+            assert_eq!(demo::span::hex(&l.trace_id), INCOMING_TRACE);
+            assert_eq!(demo::span::hex(&l.span_id), INCOMING_SPAN);
             assert_eq!(l.flags & 0x300, 0x300, "{label}: link flags {:#x}", l.flags);
         }
 

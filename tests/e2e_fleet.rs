@@ -18,11 +18,11 @@
 mod common;
 
 use common::{ports_lock, repo_root, send, try_start_envoy};
-use demo::collector::{flatten, RecordedSpan};
 use demo::envoy::Envoy;
 use demo::peers::{http_get, jaeger_binary, otelcol_binary, Peer, PeerOpts};
 use demo::serde_json::{self, Value};
 use demo::shop::{self, Service};
+use demo::span::{flatten, RecordedSpan};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
