@@ -22,6 +22,7 @@ export PATH := $(PY_SCRIPTS):$(PATH)
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
+	@echo "make run JAEGER=1   same, also exporting to Jaeger v2 (built from its Go module), with a Jaeger link per trace"
 	@echo "make run NATIVE=1   same with the native dynamic module instead of the wasm (README \"Native build\")"
 	@echo "make test           unit tests, deployment-file schema checks, Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
 	@echo "make build          build $(WASM) and the native module $(NATIVE_SO) (release) and print their sizes"
@@ -234,9 +235,12 @@ RUN_ONCE ?=
 # NATIVE=1 runs the native dynamic module instead of the wasm (the default: see README
 # "Native build").
 NATIVE ?=
-run: envoy build
+# JAEGER=1 also runs Jaeger v2 (built by `make jaeger`) and sends it every trace (README
+# "Scaling out"); the embedded trace viewer stays.
+JAEGER ?=
+run: envoy build $(if $(JAEGER),jaeger,)
 	cargo build -q -p gateway-tracing-demo --bins
-	GATEWAY_TRACING_BUILD=$(if $(NATIVE),native,wasm) target/debug/demo $(if $(RUN_ONCE),--once,)
+	GATEWAY_TRACING_BUILD=$(if $(NATIVE),native,wasm) target/debug/demo $(if $(RUN_ONCE),--once,) $(if $(JAEGER),--jaeger,)
 
 clean:
 	cargo clean
