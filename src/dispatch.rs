@@ -13,33 +13,39 @@ use crate::http::Http;
 use crate::root::Root;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// `proxy_action_t::Continue`: the filter never pauses a stream.
 const CONTINUE: u32 = 0;
 
 thread_local! {
     /// Root contexts by id (one per plugin configuration in this VM).
-    static ROOTS: RefCell<HashMap<u32, Root>> = RefCell::new(HashMap::new());
+    static ROOTS: Table<Root> = RefCell::new(HashMap::new());
     /// HTTP contexts by id (one per request or, upstream, per attempt).
-    static HTTPS: RefCell<HashMap<u32, Http>> = RefCell::new(HashMap::new());
+    static HTTPS: Table<Http> = RefCell::new(HashMap::new());
 }
 
-/// Runs `f` on a context taken out of its table, then puts it back, so no table borrow is
-/// held while the context runs (a host that re-enters the module finds the table free; the
-/// context itself is then absent and the nested callback is ignored, never a panic).
+type Table<C> = RefCell<HashMap<u32, Rc<RefCell<C>>>>;
+
+/// Runs `f` on a context; no table borrow is held while it runs, so a host that re-enters the
+/// module finds the table free. A context that is already running (a nested callback for the
+/// same id) or unknown is skipped: `None`, never a panic.
 fn with<C, R>(
-    table: &'static std::thread::LocalKey<RefCell<HashMap<u32, C>>>,
+    table: &'static std::thread::LocalKey<Table<C>>,
     id: u32,
     f: impl FnOnce(&mut C) -> R,
 ) -> Option<R> {
-    let mut ctx = table.with(|t| t.try_borrow_mut().ok()?.remove(&id))?;
-    let out = f(&mut ctx);
+    let ctx = table.with(|t| t.try_borrow().ok()?.get(&id).cloned())?;
+    let mut ctx = ctx.try_borrow_mut().ok()?;
+    Some(f(&mut ctx))
+}
+
+fn insert<C>(table: &'static std::thread::LocalKey<Table<C>>, id: u32, ctx: C) {
     table.with(|t| {
         if let Ok(mut t) = t.try_borrow_mut() {
-            t.insert(id, ctx);
+            t.insert(id, Rc::new(RefCell::new(ctx)));
         }
     });
-    Some(out)
 }
 
 fn init() {
@@ -125,22 +131,12 @@ pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_siz
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
     if root_context_id == 0 {
-        let root = Root::new(context_id);
-        ROOTS.with(|t| {
-            if let Ok(mut t) = t.try_borrow_mut() {
-                t.insert(context_id, root);
-            }
-        });
+        insert(&ROOTS, context_id, Root::new(context_id));
         return;
     }
     // A stream of an unknown root gets a context that does nothing (never a panic).
     let shared = with(&ROOTS, root_context_id, |r| r.shared()).flatten();
-    let http = Http::new(root_context_id, shared);
-    HTTPS.with(|t| {
-        if let Ok(mut t) = t.try_borrow_mut() {
-            t.insert(context_id, http);
-        }
-    });
+    insert(&HTTPS, context_id, Http::new(root_context_id, shared));
 }
 
 #[no_mangle]
