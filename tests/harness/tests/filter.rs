@@ -510,3 +510,22 @@ fn hostile_bytes_in_every_header_and_attribute_never_trap() {
     assert_accounted(&f);
     assert!(f.trapped().is_none());
 }
+
+/// A host that answers an export call inside `dispatch_http_call` (re-entering the module while
+/// the root context runs): the answer is kept and handed over at the root's next callback,
+/// never dropped (a dropped answer would hold its in-flight slot for ever).
+#[test]
+fn an_answer_delivered_while_the_root_is_running_is_kept_not_dropped() {
+    let mut f = Filter::configured().unwrap();
+    f.host_mut().answer_inline = Some(b"200".to_vec());
+    f.request(get("/a"), status_headers("200")).unwrap();
+    f.tick(600).unwrap();
+    assert_eq!(f.take_calls().len(), 1);
+    assert!(f.trapped().is_none());
+    assert_eq!(f.host().metric("spans_exported"), 0, "not yet: the root was busy");
+    f.host_mut().answer_inline = None;
+    f.tick(100).unwrap();
+    assert_eq!(f.host().metric("spans_exported"), 2, "handed over at the next tick");
+    assert_eq!(f.host().metric("export_in_flight"), 0, "the slot is free again");
+    assert_accounted(&f);
+}
