@@ -77,7 +77,23 @@ pub struct ExportResponse<'a> {
     pub retry_after: Option<&'a [u8]>,
     /// The response body (possibly truncated by the host glue).
     pub body: &'a [u8],
+    /// The gRPC status fields (OTLP/gRPC), from the trailers or, for a Trailers-Only answer,
+    /// the headers.
+    pub grpc: GrpcFields<'a>,
 }
+
+/// The gRPC fields of an answer, raw, as the host handed them over: trailers first, headers
+/// for a Trailers-Only answer. Names: [`GRPC_STATUS`], [`GRPC_MESSAGE`], [`GRPC_STATUS_DETAILS`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrpcFields<'a> {
+    pub status: Option<&'a [u8]>,
+    pub message: Option<&'a [u8]>,
+    pub details: Option<&'a [u8]>,
+}
+
+pub const GRPC_STATUS: &str = "grpc-status";
+pub const GRPC_MESSAGE: &str = "grpc-message";
+pub const GRPC_STATUS_DETAILS: &str = "grpc-status-details-bin";
 
 /// What went wrong in a host call: the proxy-wasm ABI's status codes (`proxy_status_t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -63,6 +63,37 @@ pub enum Encoding {
     Json,
 }
 
+/// The OTLP transport (`exporter.protocol`), named as `OTEL_EXPORTER_OTLP_PROTOCOL` names them
+/// (OTLP exporter specification, "Specify Protocol").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Protocol {
+    /// OTLP/HTTP, binary protobuf body (`POST exporter.path`).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP/HTTP, the OTLP/JSON mapping.
+    #[serde(rename = "http/json")]
+    HttpJson,
+    /// OTLP/gRPC: `TraceService/Export` over HTTP/2, sent through the same HTTP call as
+    /// OTLP/HTTP (the cluster must speak HTTP/2).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl Protocol {
+    /// The `exporter.protocol` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
+            Protocol::Grpc => "grpc",
+        }
+    }
+}
+
+pub const DEFAULT_PROTOCOL: Protocol = Protocol::HttpProtobuf;
+/// The OTLP/gRPC method (opentelemetry-proto `trace_service.proto`): the request path.
+pub const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
 /// `exporter.retry`: exponential backoff with jitter for 429, 502, 503, 504, timeouts and
 /// connection failures.
 #[derive(Debug, Deserialize)]
@@ -113,9 +144,6 @@ fn default_max_queue_bytes() -> u64 {
 fn default_compression() -> Compression {
     DEFAULT_COMPRESSION
 }
-fn default_encoding() -> Encoding {
-    DEFAULT_ENCODING
-}
 
 /// Validated `exporter.retry`.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +178,8 @@ const RESERVED_EXPORTER_HEADERS: [&str; 5] = [
     "host",
     "transfer-encoding",
 ];
+/// Headers the gRPC exporter sets itself besides those (gRPC over HTTP/2, "Requests").
+const RESERVED_GRPC_HEADERS: [&str; 3] = ["te", "grpc-encoding", "grpc-timeout"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,8 +187,8 @@ pub struct RawExporter {
     pub cluster: String,
     #[serde(default)]
     pub authority: Option<String>,
-    #[serde(default = "default_exporter_path")]
-    pub path: String,
+    #[serde(default)]
+    pub path: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_timeout_ms")]
@@ -178,8 +208,12 @@ pub struct RawExporter {
     pub retry: RawRetry,
     #[serde(default = "default_compression")]
     pub compression: Compression,
-    #[serde(default = "default_encoding")]
-    pub encoding: Encoding,
+    /// The older spelling of `protocol`'s HTTP half: `protobuf` is `http/protobuf`, `json` is
+    /// `http/json`; kept working, refused when it contradicts `protocol`.
+    #[serde(default)]
+    pub encoding: Option<Encoding>,
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
 }
 
 impl fmt::Debug for RawExporter {
@@ -189,9 +223,6 @@ impl fmt::Debug for RawExporter {
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
-}
-fn default_exporter_path() -> String {
-    DEFAULT_EXPORTER_PATH.to_string()
 }
 fn default_timeout_ms() -> u64 {
     DEFAULT_EXPORTER_TIMEOUT_MS
@@ -220,7 +251,32 @@ pub struct ExporterConfig {
     pub max_queue_bytes: u64,
     pub retry: RetryConfig,
     pub compression: Compression,
+    /// The body encoding: `Protobuf` for `http/protobuf` and `grpc`, `Json` for `http/json`.
     pub encoding: Encoding,
+    pub protocol: Protocol,
+}
+
+/// `exporter.protocol` and `exporter.encoding` together: one protocol, or the field refused.
+fn protocol(e: &RawExporter) -> Result<Protocol, ConfigError> {
+    let from_encoding = e.encoding.map(|enc| match enc {
+        Encoding::Protobuf => Protocol::HttpProtobuf,
+        Encoding::Json => Protocol::HttpJson,
+    });
+    match (e.protocol, from_encoding) {
+        (None, None) => Ok(DEFAULT_PROTOCOL),
+        (Some(p), None) | (None, Some(p)) => Ok(p),
+        (Some(p), Some(q)) if p == q => Ok(p),
+        // gRPC's body is protobuf: `encoding: protobuf` says nothing against it.
+        (Some(Protocol::Grpc), Some(Protocol::HttpProtobuf)) => Ok(Protocol::Grpc),
+        (Some(p), Some(_)) => Err(err(
+            "exporter.encoding",
+            format!("{:?}", e.encoding.unwrap_or(DEFAULT_ENCODING)).to_lowercase(),
+            format!(
+                "contradicts exporter.protocol = {} (use exporter.protocol alone)",
+                p.name()
+            ),
+        )),
+    }
 }
 
 /// Validates the `exporter` section.
@@ -235,8 +291,20 @@ pub(super) fn validate(
             "must name the Envoy cluster of the OTLP/HTTP collector",
         ));
     }
-    if !e.path.starts_with('/') {
-        return Err(err("exporter.path", e.path, "must start with '/'"));
+    let protocol = protocol(&e)?;
+    let path = match (protocol, e.path.clone()) {
+        (Protocol::Grpc, Some(p)) if p != GRPC_EXPORT_PATH => {
+            return Err(err(
+                "exporter.path",
+                p,
+                format!("is the gRPC method with exporter.protocol = grpc: leave it out (it is {GRPC_EXPORT_PATH})"),
+            ))
+        }
+        (Protocol::Grpc, _) => GRPC_EXPORT_PATH.to_string(),
+        (_, p) => p.unwrap_or_else(|| DEFAULT_EXPORTER_PATH.to_string()),
+    };
+    if !path.starts_with('/') {
+        return Err(err("exporter.path", path, "must start with '/'"));
     }
     let authority = e.authority.unwrap_or_else(|| e.cluster.clone());
     if authority.is_empty() {
@@ -331,7 +399,9 @@ pub(super) fn validate(
                 "is listed twice (names are case-insensitive)",
             ));
         }
-        if RESERVED_EXPORTER_HEADERS.contains(&name.as_str()) {
+        if RESERVED_EXPORTER_HEADERS.contains(&name.as_str())
+            || (protocol == Protocol::Grpc && RESERVED_GRPC_HEADERS.contains(&name.as_str()))
+        {
             return Err(err(field, "<redacted>", "is set by the exporter itself"));
         }
         // The expansion error names the variable, never the value.
@@ -344,7 +414,7 @@ pub(super) fn validate(
     Ok(ExporterConfig {
         cluster: e.cluster,
         authority,
-        path: e.path,
+        path,
         headers,
         timeout: Duration::from_millis(e.timeout_ms),
         flush_interval: Duration::from_millis(e.flush_interval_ms),
@@ -353,6 +423,10 @@ pub(super) fn validate(
         max_queue_bytes: e.max_queue_bytes,
         retry,
         compression: e.compression,
-        encoding: e.encoding,
+        encoding: match protocol {
+            Protocol::HttpJson => Encoding::Json,
+            Protocol::HttpProtobuf | Protocol::Grpc => Encoding::Protobuf,
+        },
+        protocol,
     })
 }

@@ -44,6 +44,7 @@ fn defaults_are_the_named_constants() {
     assert_eq!(c.exporter.retry, RetryConfig::default());
     assert_eq!(c.exporter.compression, DEFAULT_COMPRESSION);
     assert_eq!(c.exporter.encoding, DEFAULT_ENCODING);
+    assert_eq!(c.exporter.protocol, DEFAULT_PROTOCOL);
     assert!(c.routes.routes.is_empty());
     assert_eq!(
         c.cluster_target("auth").service,
@@ -139,7 +140,7 @@ fn error_messages() {
         ("", "invalid gateway-tracing configuration: configuration: is empty; at least {\"exporter\": {\"cluster\": \"...\"}} is required", "empty"),
         ("{}", "invalid gateway-tracing configuration: configuration: missing field `exporter` at line 1 column 2", "no exporter"),
         (r#"{"exporter":{"cluster":"otel"},"colour":"red"}"#, "invalid gateway-tracing configuration: colour: unknown field `colour`, expected one of `mode`, `client_spans`, `service_name`, `resource_attributes`, `sampler`, `sampler_ratio`, `sampler_keep_errors`, `semconv`, `request_headers`, `response_headers`, `redact_headers`, `access_log_ids`, `call_metrics`, `routes`, `clusters`, `exporter`, `propagators`, `trust`, `untrusted_baggage`, `response_trace_header`, `span_limits` at line 1 column 39", "unknown top-level field"),
-        (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_export_bytes`, `max_queue_bytes`, `max_queue_size`, `retry`, `compression`, `encoding` at line 1 column 39", "unknown exporter field"),
+        (r#"{"exporter":{"cluster":"otel","timeout":5}}"#, "invalid gateway-tracing configuration: exporter.timeout: unknown field `timeout`, expected one of `cluster`, `authority`, `path`, `headers`, `timeout_ms`, `flush_interval_ms`, `max_export_batch_size`, `max_export_bytes`, `max_queue_bytes`, `max_queue_size`, `retry`, `compression`, `encoding`, `protocol` at line 1 column 39", "unknown exporter field"),
         (r#"{"mode":"edge","exporter":{"cluster":"otel"}}"#, "invalid gateway-tracing configuration: mode: unknown variant `edge`, expected one of `gateway`, `sidecar_inbound`, `sidecar_outbound`, `upstream_filter` at line 1 column 14", "bad mode"),
         (r#"{"exporter":{"cluster":"otel","timeout_ms":"5s"}}"#, "invalid gateway-tracing configuration: exporter.timeout_ms: invalid type: string \"5s\", expected u64 at line 1 column 47", "wrong type"),
         (r#"{"exporter":{"cluster":""}}"#, "invalid gateway-tracing configuration: exporter.cluster = \"\": must name the Envoy cluster of the OTLP/HTTP collector", "empty cluster"),
@@ -151,6 +152,13 @@ fn error_messages() {
         (r#"{"exporter":{"cluster":"otel","max_queue_bytes":1000}}"#, "invalid gateway-tracing configuration: exporter.max_queue_bytes = \"1000\": must be between 65536 and 1073741824", "queue too small"),
         (r#"{"exporter":{"cluster":"otel","compression":"zstd"}}"#, "invalid gateway-tracing configuration: exporter.compression: unknown variant `zstd`, expected `none` or `gzip` at line 1 column 50", "unknown compression"),
         (r#"{"exporter":{"cluster":"otel","encoding":"xml"}}"#, "invalid gateway-tracing configuration: exporter.encoding: unknown variant `xml`, expected `protobuf` or `json` at line 1 column 46", "unknown encoding"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"http"}}"#, "invalid gateway-tracing configuration: exporter.protocol: unknown variant `http`, expected one of `http/protobuf`, `http/json`, `grpc` at line 1 column 47", "unknown protocol: the OTEL_EXPORTER_OTLP_PROTOCOL names listed"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"grpc","encoding":"json"}}"#, "invalid gateway-tracing configuration: exporter.encoding = \"json\": contradicts exporter.protocol = grpc (use exporter.protocol alone)", "gRPC is protobuf: JSON contradicts it"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"http/protobuf","encoding":"json"}}"#, "invalid gateway-tracing configuration: exporter.encoding = \"json\": contradicts exporter.protocol = http/protobuf (use exporter.protocol alone)", "two encodings named"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"http/json","encoding":"protobuf"}}"#, "invalid gateway-tracing configuration: exporter.encoding = \"protobuf\": contradicts exporter.protocol = http/json (use exporter.protocol alone)", "the other way round"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"grpc","path":"/v1/traces"}}"#, "invalid gateway-tracing configuration: exporter.path = \"/v1/traces\": is the gRPC method with exporter.protocol = grpc: leave it out (it is /opentelemetry.proto.collector.trace.v1.TraceService/Export)", "an OTLP/HTTP path with gRPC would be a 404 at the collector"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"grpc","headers":{"te":"x"}}}"#, "invalid gateway-tracing configuration: exporter.headers.te = \"<redacted>\": is set by the exporter itself", "te is gRPC's"),
+        (r#"{"exporter":{"cluster":"otel","protocol":"grpc","headers":{"grpc-encoding":"x"}}}"#, "invalid gateway-tracing configuration: exporter.headers.grpc-encoding = \"<redacted>\": is set by the exporter itself", "grpc-encoding is gRPC's"),
         (r#"{"exporter":{"cluster":"otel","retry":{"initial_backoff_ms":0}}}"#, "invalid gateway-tracing configuration: exporter.retry.initial_backoff_ms = \"0\": must be between 1 and 600000", "zero backoff"),
         (r#"{"exporter":{"cluster":"otel","retry":{"initial_backoff_ms":5000,"max_backoff_ms":1000}}}"#, "invalid gateway-tracing configuration: exporter.retry.max_backoff_ms = \"1000\": must be between 5000 and 600000", "max below initial"),
         (r#"{"exporter":{"cluster":"otel","retry":{"multiplier":0.5}}}"#, "invalid gateway-tracing configuration: exporter.retry.multiplier = \"0.5\": must be between 1 and 10", "shrinking backoff"),
@@ -302,4 +310,33 @@ fn header_names_in_config_are_case_insensitive() {
         "lower-cased, not refused"
     );
     assert_eq!(c.exporter.headers[0].0, "x-honeycomb-team");
+}
+
+#[test]
+fn protocol_and_encoding_together() {
+    struct Row {
+        fields: &'static str,
+        protocol: Protocol,
+        encoding: Encoding,
+        path: &'static str,
+        reason: &'static str,
+    }
+    let rows = [
+        Row { fields: "", protocol: Protocol::HttpProtobuf, encoding: Encoding::Protobuf, path: "/v1/traces", reason: "default: OTLP/HTTP protobuf" },
+        Row { fields: r#","encoding":"json""#, protocol: Protocol::HttpJson, encoding: Encoding::Json, path: "/v1/traces", reason: "the older field still works" },
+        Row { fields: r#","encoding":"protobuf""#, protocol: Protocol::HttpProtobuf, encoding: Encoding::Protobuf, path: "/v1/traces", reason: "the older field, protobuf" },
+        Row { fields: r#","protocol":"http/json""#, protocol: Protocol::HttpJson, encoding: Encoding::Json, path: "/v1/traces", reason: "protocol alone" },
+        Row { fields: r#","protocol":"http/json","encoding":"json""#, protocol: Protocol::HttpJson, encoding: Encoding::Json, path: "/v1/traces", reason: "both, agreeing" },
+        Row { fields: r#","protocol":"grpc""#, protocol: Protocol::Grpc, encoding: Encoding::Protobuf, path: GRPC_EXPORT_PATH, reason: "gRPC: the method is the path" },
+        Row { fields: r#","protocol":"grpc","encoding":"protobuf""#, protocol: Protocol::Grpc, encoding: Encoding::Protobuf, path: GRPC_EXPORT_PATH, reason: "gRPC's body is protobuf: no contradiction" },
+        Row { fields: r#","protocol":"grpc","path":"/opentelemetry.proto.collector.trace.v1.TraceService/Export""#, protocol: Protocol::Grpc, encoding: Encoding::Protobuf, path: GRPC_EXPORT_PATH, reason: "the method spelled out is accepted" },
+        Row { fields: r#","protocol":"http/protobuf","path":"/otlp/v1/traces""#, protocol: Protocol::HttpProtobuf, encoding: Encoding::Protobuf, path: "/otlp/v1/traces", reason: "an HTTP path is the user's" },
+    ];
+    for r in rows {
+        let json = format!(r#"{{"exporter":{{"cluster":"otel"{}}}}}"#, r.fields);
+        let c = parse(json.as_bytes(), &|_| None).unwrap_or_else(|e| panic!("{}: {e}", r.reason));
+        assert_eq!(c.exporter.protocol, r.protocol, "{}", r.reason);
+        assert_eq!(c.exporter.encoding, r.encoding, "{}", r.reason);
+        assert_eq!(c.exporter.path, r.path, "{}", r.reason);
+    }
 }

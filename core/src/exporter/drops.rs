@@ -31,7 +31,7 @@ impl Exporter {
         match batch.split() {
             Ok((a, b)) => {
                 log::debug!(
-                    "export to cluster '{}': HTTP 413 for {spans} spans ({bytes} bytes); retrying them in two halves of {} and {} spans",
+                    "export to cluster '{}': refused as too large (HTTP 413, or gRPC RESOURCE_EXHAUSTED over its message limit) for {spans} spans ({bytes} bytes); retrying them in two halves of {} and {} spans",
                     self.config.cluster,
                     a.spans,
                     b.spans
@@ -48,7 +48,7 @@ impl Exporter {
                     ctx.now_ns,
                     "too_large",
                     &format!(
-                        "export to cluster '{}': the collector refused a single span of {bytes} bytes as too large (HTTP 413); dropped (spans_dropped_too_large; its body limit, or exporter.max_export_bytes = {})",
+                        "export to cluster '{}': the collector refused a single span of {bytes} bytes as too large (HTTP 413 or gRPC RESOURCE_EXHAUSTED); dropped (spans_dropped_too_large; its body limit, or exporter.max_export_bytes = {})",
                         self.config.cluster, self.config.max_export_bytes
                     ),
                 );

@@ -1,6 +1,6 @@
 //! The span exporter of one worker VM: a queue of encoded spans bounded in bytes, batching,
-//! OTLP/HTTP requests (protobuf or JSON, optionally gzip) through the host's
-//! `dispatch_http_call`, retry with exponential backoff and jitter, and accounting for every
+//! OTLP/HTTP requests (protobuf or JSON, optionally gzip) or OTLP/gRPC requests (the same HTTP
+//! call to an HTTP/2 cluster) through the host's `dispatch_http_call`, retry with exponential backoff and jitter, and accounting for every
 //! span (exported, or dropped under exactly one reason).
 //!
 //! This file is the state machine over an [`ExportCtx`] (host, stats, clock); one noun per
@@ -9,6 +9,7 @@
 //! - [`backoff`](mod@backoff): the failing state, exponential backoff with jitter, `Retry-After`;
 //! - [`response`](mod@response): what an answer means ([`classify`], [`Failure`],
 //!   [`partial_success`]);
+//! - [`grpc`](mod@grpc): what an OTLP/gRPC answer means (`grpc-status`, `RetryInfo`);
 //! - [`request`](mod@request): framing, encoding, compression and headers of a request;
 //! - [`diagnostics`](mod@diagnostics): the state-change lines and the per-kind log limiter;
 //! - [`drops`](mod@drops): batches dropped for good (not retryable, retries exhausted, a span
@@ -34,6 +35,7 @@
 mod backoff;
 mod diagnostics;
 mod drops;
+mod grpc;
 mod queue;
 mod request;
 mod response;
@@ -43,7 +45,8 @@ mod tests;
 pub use backoff::{parse_retry_after, Clock, BACKOFF_JITTER};
 pub use diagnostics::FAILURE_LOG_INTERVAL_NS;
 pub use queue::QUEUE_ROOM_AGAIN_DIVISOR;
-pub use request::{encode_body, gzip};
+pub use grpc::{classify_grpc, code as grpc_code, code_name, percent_decode, retry_delay};
+pub use request::{encode_body, grpc_frame, grpc_unframe, gzip, CONTENT_TYPE_GRPC};
 pub use response::{classify, partial_success, Failure, MAX_RESPONSE_BODY};
 
 use crate::config::{Config, ExporterConfig};
@@ -433,11 +436,10 @@ impl Exporter {
         let elapsed_ns = now_ns.saturating_sub(sent_ns);
         stats.record(Histogram::ExportLatencyMs, elapsed_ns / NS_PER_MS);
         let elapsed = Duration::from_nanos(elapsed_ns);
-        match classify(resp.status, resp.body, elapsed, self.config.timeout) {
+        let (protocol, timeout) = (self.config.protocol, self.config.timeout);
+        match response::judge(resp, protocol, elapsed, timeout, wall_ns) {
             Ok(()) => self.exported(batch, resp.body, &ctx),
-            Err(failure) => {
-                // An HTTP-date is wall-clock time.
-                let retry_after = resp.retry_after.and_then(|v| parse_retry_after(v, wall_ns));
+            Err((failure, retry_after)) => {
                 let attempt = Attempt {
                     failure,
                     retry_after,
@@ -459,7 +461,8 @@ impl Exporter {
     fn exported(&mut self, batch: Batch, body: &[u8], ctx: &ExportCtx<'_>) {
         let stats = ctx.stats;
         stats.add(Counter::ExportRequestsOk, 1);
-        let (rejected, msg) = partial_success(body).unwrap_or_default();
+        let (rejected, msg) =
+            response::partial_success_of(body, self.config.protocol).unwrap_or_default();
         let rejected = usize::try_from(rejected)
             .unwrap_or(usize::MAX)
             .min(batch.spans);
@@ -495,7 +498,7 @@ impl Exporter {
         let stats = ctx.stats;
         stats.add(Counter::ExportRequestsFailed, 1);
         let failure = attempt.failure;
-        if failure == Failure::Http(413) {
+        if failure.is_too_large() {
             self.too_large(batch, ctx);
             return;
         }

@@ -2,8 +2,8 @@
 //! exporter specification, "Failures" and "Retryable response codes"), and a 2xx answer's
 //! `partial_success` (OTLP specification, "Partial Success").
 
-use crate::config::ExporterConfig;
-use crate::host::HostErrorKind;
+use crate::config::{ExporterConfig, Protocol};
+use crate::host::{ExportResponse, HostErrorKind};
 use std::time::Duration;
 
 /// The part of a response body the exporter reads (partial_success, error text).
@@ -22,6 +22,13 @@ pub enum Failure {
     Dispatch(HostErrorKind),
     /// The exporter could not build the request body.
     Encoding,
+    /// An OTLP/gRPC answer with this `grpc-status` (not OK); `message` is the `grpc-message`,
+    /// decoded and sanitised; `retry_info`: a `RetryInfo` came with it.
+    Grpc {
+        code: u32,
+        message: String,
+        retry_info: bool,
+    },
 }
 
 impl Failure {
@@ -32,6 +39,24 @@ impl Failure {
             Failure::Timeout | Failure::Connection => true,
             Failure::Dispatch(_) => !self.is_unknown_cluster(),
             Failure::Encoding => false,
+            Failure::Grpc {
+                code, retry_info, ..
+            } => super::grpc::is_retryable(*code, *retry_info),
+        }
+    }
+
+    /// The collector refused the request as too large: HTTP 413, or gRPC RESOURCE_EXHAUSTED
+    /// without `RetryInfo` for a message over its receive limit (grpc-go: "received message
+    /// larger than max"). The batch is split, not dropped.
+    pub fn is_too_large(&self) -> bool {
+        match self {
+            Failure::Http(413) => true,
+            Failure::Grpc {
+                code: super::grpc::code::RESOURCE_EXHAUSTED,
+                message,
+                retry_info: false,
+            } => message.contains("larger than max"),
+            _ => false,
         }
     }
 
@@ -47,6 +72,7 @@ impl Failure {
     pub(super) fn kind(&self) -> String {
         match self {
             Failure::Http(s) => format!("http {s}"),
+            Failure::Grpc { code, .. } => format!("grpc {code}"),
             other => format!("{other:?}"),
         }
     }
@@ -67,6 +93,12 @@ impl Failure {
             ),
             Failure::Dispatch(k) => format!("dispatch_http_call failed: {k:?}"),
             Failure::Encoding => "the request body could not be encoded".into(),
+            Failure::Grpc { code, message, .. } => format!(
+                "gRPC {} ({code}){}{}",
+                super::grpc::code_name(*code),
+                if message.is_empty() { "" } else { ": " },
+                message
+            ),
         }
     }
 }
@@ -98,6 +130,42 @@ pub fn classify(
             Err(Failure::Connection)
         }
         Some(s) => Err(Failure::Http(s)),
+    }
+}
+
+/// What a collector's answer means for one protocol: success, or the failure and the delay the
+/// collector asked for (`Retry-After` over HTTP, `RetryInfo` over gRPC). `wall_ns`: the host's
+/// wall clock (an HTTP-date is wall-clock time).
+pub(super) fn judge(
+    resp: &ExportResponse<'_>,
+    protocol: Protocol,
+    elapsed: Duration,
+    timeout: Duration,
+    wall_ns: u64,
+) -> Result<(), (Failure, Option<Duration>)> {
+    match protocol {
+        Protocol::Grpc => super::grpc::classify_grpc(resp, elapsed, timeout),
+        Protocol::HttpProtobuf | Protocol::HttpJson => classify(
+            resp.status,
+            resp.body,
+            elapsed,
+            timeout,
+        )
+        .map_err(|f| {
+            let retry_after = resp
+                .retry_after
+                .and_then(|v| super::backoff::parse_retry_after(v, wall_ns));
+            (f, retry_after)
+        }),
+    }
+}
+
+/// `partial_success` of a success answer for one protocol: over gRPC, read from the response
+/// message inside its length prefix.
+pub(super) fn partial_success_of(body: &[u8], protocol: Protocol) -> Option<(u64, String)> {
+    match protocol {
+        Protocol::Grpc => partial_success(&super::request::grpc_unframe(body)?),
+        Protocol::HttpProtobuf | Protocol::HttpJson => partial_success(body),
     }
 }
 

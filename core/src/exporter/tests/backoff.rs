@@ -200,6 +200,7 @@ fn retry_after_is_honoured_in_seconds_and_dates_above_the_backoff_floor() {
             status: Some(429),
             retry_after: Some(r.retry_after.as_bytes()),
             body: b"",
+            ..Default::default()
         };
         e.on_response(1, &resp, &host, &stats, t0);
         let mut now = t0;
@@ -238,6 +239,7 @@ fn retry_after_zero_for_ten_seconds_is_no_tight_loop() {
                     status: Some(429),
                     retry_after: Some(value.as_bytes()),
                     body: b"",
+                    ..Default::default()
                 };
                 e.on_response(answered as u32, &resp, &host, &stats, now);
             }

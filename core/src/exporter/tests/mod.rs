@@ -1,5 +1,5 @@
 //! The exporter's tests, by topic: [`defaults`], [`queue`], [`backoff`], [`response`],
-//! [`request`], [`drain`], [`diagnostics`]. Shared fixtures (mock host and stats, span
+//! [`request`], [`grpc`], [`drain`], [`diagnostics`]. Shared fixtures (mock host and stats, span
 //! builders) live here.
 #![allow(dead_code)]
 
@@ -7,6 +7,7 @@ mod backoff;
 mod defaults;
 mod diagnostics;
 mod drain;
+mod grpc;
 mod queue;
 mod request;
 mod response;

@@ -135,6 +135,7 @@ fn partial_success_counts_rejected_spans_without_retry() {
         status: Some(200),
         retry_after: None,
         body: &body,
+        ..Default::default()
     };
     e.on_response(1, &resp, &host, &stats, 0);
     assert_eq!(stats.get(Counter::SpansExported), 3);
