@@ -24,6 +24,7 @@ const INTERNAL_FAILURE: u32 = 10;
 pub const REQUEST_HEADERS: u32 = 0;
 pub const RESPONSE_HEADERS: u32 = 2;
 pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+pub const HTTP_CALL_RESPONSE_TRAILERS: u32 = 7;
 
 /// `proxy_buffer_type_t`: the buffers the filter reads.
 pub const HTTP_CALL_RESPONSE_BODY: u32 = 4;

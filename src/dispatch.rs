@@ -207,7 +207,7 @@ pub extern "C" fn proxy_on_http_call_response(
     let known = ROOTS.with(|t| t.try_borrow().is_ok_and(|t| t.contains_key(&root_id)));
     if handled.is_none() && known {
         // The root is running (a host re-entering the module): keep the answer for later.
-        let answer = Root::read_answer(token, body_size);
+        let answer = Root::read_answer(token, body_size, num_trailers);
         LATE.with(|l| {
             if let Ok(mut l) = l.try_borrow_mut() {
                 l.push((root_id, answer));

@@ -1,14 +1,17 @@
 //! The root context of one VM: parses the plugin configuration (refusing a bad one with one
 //! log line naming the field), defines stats, owns the exporter, runs the flush timer and
 //! receives export responses. Every host call goes through [`abi`]; the export response's
-//! headers are read as bytes (a `retry-after: \xff` is no hint, never a panic).
+//! headers are read as bytes (a `retry-after: \xff` is no hint, never a panic), and so are its
+//! gRPC status fields (from the trailers, or the headers of a Trailers-Only answer).
 
 use crate::abi;
 use crate::proxy_host::{now_nanos, CallMetrics, ProxyExport, ProxyHost, ProxyStats};
 use crate::shared::Shared;
 use gateway_tracing_core::config;
 use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
-use gateway_tracing_core::host::{ExportResponse, Host};
+use gateway_tracing_core::host::{
+    ExportResponse, GrpcFields, Host, GRPC_MESSAGE, GRPC_STATUS, GRPC_STATUS_DETAILS,
+};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -19,6 +22,8 @@ pub struct Answer {
     status: Option<u16>,
     retry_after: Option<Vec<u8>>,
     body: Vec<u8>,
+    /// `grpc-status`, `grpc-message`, `grpc-status-details-bin` (OTLP/gRPC).
+    grpc: [Option<Vec<u8>>; 3],
 }
 
 pub struct Root {
@@ -54,13 +59,28 @@ impl Root {
 
     /// Reads one export answer: `:status` and `retry-after` as bytes, the body bounded. Only
     /// valid inside `proxy_on_http_call_response` (the host's buffers live that long).
-    pub fn read_answer(token: u32, body_size: usize) -> Answer {
-        let header = |name: &str| {
-            abi::header_value(abi::HTTP_CALL_RESPONSE_HEADERS, name).unwrap_or_else(|e| {
-                log::debug!("export response header {name} unreadable ({e})");
+    pub fn read_answer(token: u32, body_size: usize, num_trailers: usize) -> Answer {
+        let field = |map: u32, name: &str| {
+            abi::header_value(map, name).unwrap_or_else(|e| {
+                log::debug!("export response field {name} unreadable ({e})");
                 None
             })
         };
+        let header = |name: &str| field(abi::HTTP_CALL_RESPONSE_HEADERS, name);
+        // gRPC: the status is in the trailers, or in the headers of a Trailers-Only answer.
+        let grpc_map = if num_trailers > 0 {
+            abi::HTTP_CALL_RESPONSE_TRAILERS
+        } else {
+            abi::HTTP_CALL_RESPONSE_HEADERS
+        };
+        let grpc_status = field(grpc_map, GRPC_STATUS);
+        let failed = grpc_status.as_deref().is_some_and(|s| s != b"0");
+        let grpc_detail = |name: &str| failed.then(|| field(grpc_map, name)).flatten();
+        let grpc = [
+            grpc_status,
+            grpc_detail(GRPC_MESSAGE),
+            grpc_detail(GRPC_STATUS_DETAILS),
+        ];
         let status = header(":status").and_then(|s| parse_status(&s));
         let retry_after = header("retry-after");
         let body = if body_size > 0 {
@@ -82,6 +102,7 @@ impl Root {
             status,
             retry_after,
             body,
+            grpc,
         }
     }
 
@@ -99,6 +120,11 @@ impl Root {
                 status: a.status,
                 retry_after: a.retry_after.as_deref(),
                 body: &a.body,
+                grpc: GrpcFields {
+                    status: a.grpc[0].as_deref(),
+                    message: a.grpc[1].as_deref(),
+                    details: a.grpc[2].as_deref(),
+                },
             };
             exporter.on_response(a.token, &resp, &ProxyExport, &shared.stats, now_nanos());
         }
@@ -117,12 +143,13 @@ impl Root {
         token: u32,
         _num_headers: usize,
         body_size: usize,
-        _num_trailers: usize,
+        num_trailers: usize,
     ) {
         if self.shared.is_none() {
             return;
         }
-        self.waiting.push(Self::read_answer(token, body_size));
+        self.waiting
+            .push(Self::read_answer(token, body_size, num_trailers));
         if !self.deliver() {
             log::debug!("export answer {token} waits: the exporter is busy");
         }

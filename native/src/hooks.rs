@@ -17,6 +17,7 @@ use crate::ffi::{EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterEnvoy
 use crate::filter::Filter;
 use crate::process::{Process, EVENT_TICK};
 use gateway_tracing_core::config;
+use gateway_tracing_core::host::{GrpcFields, GRPC_MESSAGE, GRPC_STATUS, GRPC_STATUS_DETAILS};
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -230,7 +231,15 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                     }
                 }
             }
-            p.on_response(callout_id, status, header("retry-after"), &body);
+            // The callout hands over headers, not trailers: a gRPC failure comes Trailers-Only
+            // (its status in these headers); an OK answer's status, in the trailers, is not
+            // seen, and the core takes a complete response message as OK.
+            let grpc = GrpcFields {
+                status: header(GRPC_STATUS),
+                message: header(GRPC_MESSAGE),
+                details: header(GRPC_STATUS_DETAILS),
+            };
+            p.on_response(callout_id, status, header("retry-after"), grpc, &body);
         },
     );
 }

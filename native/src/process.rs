@@ -16,7 +16,7 @@ use crate::host::now_nanos;
 use gateway_tracing_core::config::Config;
 use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
 use gateway_tracing_core::host::{
-    ExportHost, ExportRequest, ExportResponse, HostError, HostErrorKind, Stats,
+    ExportHost, ExportRequest, ExportResponse, GrpcFields, HostError, HostErrorKind, Stats,
 };
 use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
@@ -444,6 +444,7 @@ impl Process {
         callout: u64,
         status: Option<u16>,
         retry_after: Option<&[u8]>,
+        grpc: GrpcFields<'_>,
         body: &[u8],
     ) {
         let body = body
@@ -453,6 +454,7 @@ impl Process {
             status,
             retry_after,
             body,
+            grpc,
         };
         self.exporter().on_response(
             token(callout),

@@ -329,10 +329,23 @@ impl Filter {
     /// Delivers an answer to an HTTP call: `proxy_on_http_call_response` with these headers
     /// (any bytes; `:status` included by the caller, or not) and body.
     pub fn respond(&mut self, token: u32, headers: Pairs, body: &[u8]) -> Result<(), Trap> {
+        self.respond_with_trailers(token, headers, body, Vec::new())
+    }
+
+    /// Delivers an answer with trailers (a gRPC answer: `grpc-status` in the trailers).
+    pub fn respond_with_trailers(
+        &mut self,
+        token: u32,
+        headers: Pairs,
+        body: &[u8],
+        trailers: Pairs,
+    ) -> Result<(), Trap> {
         let n = headers.len() as i32;
+        let t = trailers.len() as i32;
         let h = self.host_mut();
         h.call_response_headers = headers;
         h.call_response_body = body.to_vec();
+        h.call_response_trailers = trailers;
         self.call(
             "proxy_on_http_call_response",
             ROOT,
@@ -341,7 +354,7 @@ impl Filter {
                 Val::I32(token as i32),
                 Val::I32(n),
                 Val::I32(body.len() as i32),
-                Val::I32(0),
+                Val::I32(t),
             ],
         )?;
         Ok(())

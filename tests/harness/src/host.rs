@@ -20,6 +20,7 @@ pub mod status {
 pub const REQUEST_HEADERS: u32 = 0;
 pub const RESPONSE_HEADERS: u32 = 2;
 pub const HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+pub const HTTP_CALL_RESPONSE_TRAILERS: u32 = 7;
 
 /// Header pairs as the host holds them: any bytes, names included.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -105,6 +106,8 @@ pub struct Host {
     pub filter_state: Vec<(String, Vec<u8>)>,
     pub call_response_headers: Pairs,
     pub call_response_body: Vec<u8>,
+    /// The answer's trailers (a gRPC answer's `grpc-status`).
+    pub call_response_trailers: Pairs,
     pub now_ns: u64,
     /// `proxy_log_level_t` answered by `proxy_get_log_level`.
     pub log_level: u32,
@@ -166,6 +169,7 @@ impl Host {
             REQUEST_HEADERS => Some(&mut self.stream().request),
             RESPONSE_HEADERS => Some(&mut self.stream().response),
             HTTP_CALL_RESPONSE_HEADERS => Some(&mut self.call_response_headers),
+            HTTP_CALL_RESPONSE_TRAILERS => Some(&mut self.call_response_trailers),
             _ => None,
         }
     }

@@ -320,6 +320,7 @@ pub(crate) fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Err
             if let Some(answer) = c.data_mut().answer_inline.take() {
                 c.data_mut().call_response_headers = vec![(b":status".to_vec(), answer.clone())];
                 c.data_mut().call_response_body.clear();
+                c.data_mut().call_response_trailers.clear();
                 let respond = c
                     .get_export("proxy_on_http_call_response")
                     .and_then(Extern::into_func)
