@@ -322,15 +322,69 @@ fn protocol_and_encoding_together() {
         reason: &'static str,
     }
     let rows = [
-        Row { fields: "", protocol: Protocol::HttpProtobuf, encoding: Encoding::Protobuf, path: "/v1/traces", reason: "default: OTLP/HTTP protobuf" },
-        Row { fields: r#","encoding":"json""#, protocol: Protocol::HttpJson, encoding: Encoding::Json, path: "/v1/traces", reason: "the older field still works" },
-        Row { fields: r#","encoding":"protobuf""#, protocol: Protocol::HttpProtobuf, encoding: Encoding::Protobuf, path: "/v1/traces", reason: "the older field, protobuf" },
-        Row { fields: r#","protocol":"http/json""#, protocol: Protocol::HttpJson, encoding: Encoding::Json, path: "/v1/traces", reason: "protocol alone" },
-        Row { fields: r#","protocol":"http/json","encoding":"json""#, protocol: Protocol::HttpJson, encoding: Encoding::Json, path: "/v1/traces", reason: "both, agreeing" },
-        Row { fields: r#","protocol":"grpc""#, protocol: Protocol::Grpc, encoding: Encoding::Protobuf, path: GRPC_EXPORT_PATH, reason: "gRPC: the method is the path" },
-        Row { fields: r#","protocol":"grpc","encoding":"protobuf""#, protocol: Protocol::Grpc, encoding: Encoding::Protobuf, path: GRPC_EXPORT_PATH, reason: "gRPC's body is protobuf: no contradiction" },
-        Row { fields: r#","protocol":"grpc","path":"/opentelemetry.proto.collector.trace.v1.TraceService/Export""#, protocol: Protocol::Grpc, encoding: Encoding::Protobuf, path: GRPC_EXPORT_PATH, reason: "the method spelled out is accepted" },
-        Row { fields: r#","protocol":"http/protobuf","path":"/otlp/v1/traces""#, protocol: Protocol::HttpProtobuf, encoding: Encoding::Protobuf, path: "/otlp/v1/traces", reason: "an HTTP path is the user's" },
+        Row {
+            fields: "",
+            protocol: Protocol::HttpProtobuf,
+            encoding: Encoding::Protobuf,
+            path: "/v1/traces",
+            reason: "default: OTLP/HTTP protobuf",
+        },
+        Row {
+            fields: r#","encoding":"json""#,
+            protocol: Protocol::HttpJson,
+            encoding: Encoding::Json,
+            path: "/v1/traces",
+            reason: "the older field still works",
+        },
+        Row {
+            fields: r#","encoding":"protobuf""#,
+            protocol: Protocol::HttpProtobuf,
+            encoding: Encoding::Protobuf,
+            path: "/v1/traces",
+            reason: "the older field, protobuf",
+        },
+        Row {
+            fields: r#","protocol":"http/json""#,
+            protocol: Protocol::HttpJson,
+            encoding: Encoding::Json,
+            path: "/v1/traces",
+            reason: "protocol alone",
+        },
+        Row {
+            fields: r#","protocol":"http/json","encoding":"json""#,
+            protocol: Protocol::HttpJson,
+            encoding: Encoding::Json,
+            path: "/v1/traces",
+            reason: "both, agreeing",
+        },
+        Row {
+            fields: r#","protocol":"grpc""#,
+            protocol: Protocol::Grpc,
+            encoding: Encoding::Protobuf,
+            path: GRPC_EXPORT_PATH,
+            reason: "gRPC: the method is the path",
+        },
+        Row {
+            fields: r#","protocol":"grpc","encoding":"protobuf""#,
+            protocol: Protocol::Grpc,
+            encoding: Encoding::Protobuf,
+            path: GRPC_EXPORT_PATH,
+            reason: "gRPC's body is protobuf: no contradiction",
+        },
+        Row {
+            fields: r#","protocol":"grpc","path":"/opentelemetry.proto.collector.trace.v1.TraceService/Export""#,
+            protocol: Protocol::Grpc,
+            encoding: Encoding::Protobuf,
+            path: GRPC_EXPORT_PATH,
+            reason: "the method spelled out is accepted",
+        },
+        Row {
+            fields: r#","protocol":"http/protobuf","path":"/otlp/v1/traces""#,
+            protocol: Protocol::HttpProtobuf,
+            encoding: Encoding::Protobuf,
+            path: "/otlp/v1/traces",
+            reason: "an HTTP path is the user's",
+        },
     ];
     for r in rows {
         let json = format!(r#"{{"exporter":{{"cluster":"otel"{}}}}}"#, r.fields);

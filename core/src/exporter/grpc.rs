@@ -134,7 +134,11 @@ pub fn classify_grpc(
 /// `grpc-message` is percent-encoded UTF-8 (gRPC over HTTP/2, "Responses"); a malformed
 /// escape or byte is kept as is, lossily.
 pub fn percent_decode(raw: &[u8]) -> String {
-    let hex = |b: u8| char::from(b).to_digit(16).and_then(|d| u8::try_from(d).ok());
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
@@ -192,7 +196,10 @@ pub(super) const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryIn
 pub fn retry_delay(details_bin: &[u8]) -> Option<Duration> {
     use prost::Message;
     let status = RpcStatus::decode(base64_decode(details_bin)?.as_slice()).ok()?;
-    let info = status.details.iter().find(|a| a.type_url == RETRY_INFO_TYPE)?;
+    let info = status
+        .details
+        .iter()
+        .find(|a| a.type_url == RETRY_INFO_TYPE)?;
     let info = RetryInfo::decode(info.value.as_slice()).ok()?;
     Some(info.retry_delay.map_or(Duration::ZERO, |d| {
         let secs = u64::try_from(d.seconds).unwrap_or(0);

@@ -44,8 +44,8 @@ mod tests;
 
 pub use backoff::{parse_retry_after, Clock, BACKOFF_JITTER};
 pub use diagnostics::FAILURE_LOG_INTERVAL_NS;
-pub use queue::QUEUE_ROOM_AGAIN_DIVISOR;
 pub use grpc::{classify_grpc, code as grpc_code, code_name, percent_decode, retry_delay};
+pub use queue::QUEUE_ROOM_AGAIN_DIVISOR;
 pub use request::{encode_body, grpc_frame, grpc_unframe, gzip, CONTENT_TYPE_GRPC};
 pub use response::{classify, partial_success, Failure, MAX_RESPONSE_BODY};
 

@@ -145,18 +145,14 @@ pub(super) fn judge(
 ) -> Result<(), (Failure, Option<Duration>)> {
     match protocol {
         Protocol::Grpc => super::grpc::classify_grpc(resp, elapsed, timeout),
-        Protocol::HttpProtobuf | Protocol::HttpJson => classify(
-            resp.status,
-            resp.body,
-            elapsed,
-            timeout,
-        )
-        .map_err(|f| {
-            let retry_after = resp
-                .retry_after
-                .and_then(|v| super::backoff::parse_retry_after(v, wall_ns));
-            (f, retry_after)
-        }),
+        Protocol::HttpProtobuf | Protocol::HttpJson => {
+            classify(resp.status, resp.body, elapsed, timeout).map_err(|f| {
+                let retry_after = resp
+                    .retry_after
+                    .and_then(|v| super::backoff::parse_retry_after(v, wall_ns));
+                (f, retry_after)
+            })
+        }
     }
 }
 

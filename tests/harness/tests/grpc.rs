@@ -23,7 +23,11 @@ const GRPC_CONFIG: &str = r#"{
 fn grpc_filter() -> Filter {
     let mut f = Filter::load().unwrap();
     f.set_upstream("products", 200);
-    assert!(f.configure(GRPC_CONFIG.as_bytes()).unwrap(), "{:?}", f.host().logs);
+    assert!(
+        f.configure(GRPC_CONFIG.as_bytes()).unwrap(),
+        "{:?}",
+        f.host().logs
+    );
     f
 }
 
@@ -58,7 +62,11 @@ fn headers_200() -> Pairs {
 
 fn assert_accounted(f: &Filter) {
     let (created, exported, dropped, held) = accounting(f.host());
-    assert_eq!(created, exported + dropped + held, "every span accounted for");
+    assert_eq!(
+        created,
+        exported + dropped + held,
+        "every span accounted for"
+    );
 }
 
 #[test]
@@ -70,7 +78,10 @@ fn the_export_call_is_a_grpc_call_and_ok_in_the_trailers_exports() {
         Some("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
     );
     assert_eq!(call.header(":method").as_deref(), Some("POST"));
-    assert_eq!(call.header("content-type").as_deref(), Some("application/grpc"));
+    assert_eq!(
+        call.header("content-type").as_deref(),
+        Some("application/grpc")
+    );
     assert_eq!(call.header("te").as_deref(), Some("trailers"));
     assert_eq!(call.body[0], 0, "not compressed");
     let len = u32::from_be_bytes(call.body[1..5].try_into().unwrap()) as usize;
@@ -95,8 +106,13 @@ fn partial_success_is_read_from_the_response_message() {
             error_message: "span too old".into(),
         }),
     };
-    f.respond_with_trailers(call.token, headers_200(), &frame(&resp.encode_to_vec()), grpc_ok())
-        .unwrap();
+    f.respond_with_trailers(
+        call.token,
+        headers_200(),
+        &frame(&resp.encode_to_vec()),
+        grpc_ok(),
+    )
+    .unwrap();
     assert_eq!(f.host().metric("spans_exported"), 1);
     assert_eq!(f.host().metric("spans_dropped_rejected_by_collector"), 1);
     assert_eq!(f.host().logged("span too old"), 1);
@@ -114,7 +130,10 @@ fn answers_by_grpc_status_retry_or_drop_and_never_trap() {
     }
     let rows = [
         Row {
-            fields: pairs(&[("grpc-status", "14"), ("grpc-message", "data refused due to high memory usage")]),
+            fields: pairs(&[
+                ("grpc-status", "14"),
+                ("grpc-message", "data refused due to high memory usage"),
+            ]),
             retried: true,
             logged: "gRPC UNAVAILABLE (14): data refused due to high memory usage",
             reason: "the Collector's memory limiter: retried with backoff",
@@ -126,13 +145,19 @@ fn answers_by_grpc_status_retry_or_drop_and_never_trap() {
             reason: "RESOURCE_EXHAUSTED without RetryInfo: not retried",
         },
         Row {
-            fields: pairs(&[("grpc-status", "3"), ("grpc-message", "bad%0Aline\r\x1b[31m")]),
+            fields: pairs(&[
+                ("grpc-status", "3"),
+                ("grpc-message", "bad%0Aline\r\x1b[31m"),
+            ]),
             retried: false,
             logged: "gRPC INVALID_ARGUMENT (3): bad line",
             reason: "grpc-message decoded and sanitised: no line break or escape reaches the log",
         },
         Row {
-            fields: vec![(b"grpc-status".to_vec(), b"\xff".to_vec()), (b"grpc-message".to_vec(), b"\xff\xfe".to_vec())],
+            fields: vec![
+                (b"grpc-status".to_vec(), b"\xff".to_vec()),
+                (b"grpc-message".to_vec(), b"\xff\xfe".to_vec()),
+            ],
             retried: false,
             logged: "gRPC UNKNOWN (2)",
             reason: "a status that is not a number, a message that is not UTF-8: UNKNOWN, no trap",
@@ -146,9 +171,18 @@ fn answers_by_grpc_status_retry_or_drop_and_never_trap() {
         f.respond(call.token, headers, b"")
             .unwrap_or_else(|t| panic!("{}: {t}", r.reason));
         assert_eq!(f.host().metric("export_requests_failed"), 1, "{}", r.reason);
-        assert_eq!(f.host().logged(r.logged), 1, "{}: {:?}", r.reason, f.host().logs);
+        assert_eq!(
+            f.host().logged(r.logged),
+            1,
+            "{}: {:?}",
+            r.reason,
+            f.host().logs
+        );
         assert!(
-            f.host().logs.iter().all(|(_, l)| !l.contains('\n') && !l.contains('\x1b')),
+            f.host()
+                .logs
+                .iter()
+                .all(|(_, l)| !l.contains('\n') && !l.contains('\x1b')),
             "{}",
             r.reason
         );
@@ -169,7 +203,12 @@ fn answers_by_grpc_status_retry_or_drop_and_never_trap() {
             assert_eq!(f.host().metric("export_retries"), 1, "{}", r.reason);
             assert_eq!(f.host().metric("spans_exported"), 2, "{}", r.reason);
         } else {
-            assert_eq!(f.host().metric("spans_dropped_export_failed"), 2, "{}", r.reason);
+            assert_eq!(
+                f.host().metric("spans_dropped_export_failed"),
+                2,
+                "{}",
+                r.reason
+            );
         }
         assert_accounted(&f);
     }

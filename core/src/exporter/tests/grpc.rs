@@ -2,8 +2,8 @@
 //! OTLP specification maps them, Envoy's own answers, RetryInfo), partial_success read from
 //! the response message, and the exporter's retry and accounting over gRPC.
 
-use crate::exporter::grpc::{Any, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 use super::*;
+use crate::exporter::grpc::{Any, ProtoDuration, RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 use crate::host::GrpcFields;
 
 const GRPC: &str = r#","protocol":"grpc""#;
@@ -81,7 +81,11 @@ fn the_request_is_a_grpc_call() {
         );
         assert_eq!(h("content-type").as_deref(), Some("application/grpc"));
         assert_eq!(h("te").as_deref(), Some("trailers"), "{reason}");
-        assert_eq!(h("content-encoding"), None, "gRPC compresses the message: {reason}");
+        assert_eq!(
+            h("content-encoding"),
+            None,
+            "gRPC compresses the message: {reason}"
+        );
         assert_eq!(
             h("grpc-encoding").as_deref(),
             gzip.then_some("gzip"),
@@ -107,13 +111,23 @@ fn every_status_code_is_retried_as_the_otlp_spec_says() {
         (5, false, false, "NOT_FOUND"),
         (6, false, false, "ALREADY_EXISTS"),
         (7, false, false, "PERMISSION_DENIED: a credential problem"),
-        (8, false, true, "RESOURCE_EXHAUSTED: only when the server says it will recover"),
+        (
+            8,
+            false,
+            true,
+            "RESOURCE_EXHAUSTED: only when the server says it will recover",
+        ),
         (9, false, false, "FAILED_PRECONDITION"),
         (10, true, true, "ABORTED: retryable"),
         (11, true, true, "OUT_OF_RANGE: retryable"),
         (12, false, false, "UNIMPLEMENTED: not a trace receiver"),
         (13, false, false, "INTERNAL"),
-        (14, true, true, "UNAVAILABLE: the Collector's memory limiter, a restart"),
+        (
+            14,
+            true,
+            true,
+            "UNAVAILABLE: the Collector's memory limiter, a restart",
+        ),
         (15, true, true, "DATA_LOSS: retryable"),
         (16, false, false, "UNAUTHENTICATED"),
         (99, false, false, "a code this build does not know"),
@@ -165,7 +179,11 @@ fn answers_are_classified() {
         let got = classify_grpc(&resp, elapsed, t).map_err(|(f, _)| f);
         assert_eq!(got, want, "{reason}");
     }
-    let delay = classify_grpc(&answer(Some(200), Some("8"), None, Some(&info), b""), short, t);
+    let delay = classify_grpc(
+        &answer(Some(200), Some("8"), None, Some(&info), b""),
+        short,
+        t,
+    );
     assert_eq!(
         delay.map_err(|(_, d)| d),
         Err(Some(Duration::from_secs(7))),
@@ -188,7 +206,10 @@ fn grpc_message_decoding_never_panics() {
     assert_eq!(percent_decode(b"%FF"), "\u{fffd}", "not UTF-8: lossy");
     assert_eq!(retry_delay(b""), None, "empty details");
     assert_eq!(retry_delay(b"A"), None, "one base64 char is no byte");
-    assert_eq!(retry_delay(retry_info(2).as_bytes()), Some(Duration::from_secs(2)));
+    assert_eq!(
+        retry_delay(retry_info(2).as_bytes()),
+        Some(Duration::from_secs(2))
+    );
 }
 
 #[test]
@@ -198,7 +219,13 @@ fn unavailable_is_retried_with_backoff_and_counted() {
     let mut e = exporter(GRPC);
     push(&mut e, 2, &host, &stats);
     e.on_tick(&host, &stats, 0);
-    let refused = answer(Some(200), Some("14"), Some("data refused due to high memory usage"), None, b"");
+    let refused = answer(
+        Some(200),
+        Some("14"),
+        Some("data refused due to high memory usage"),
+        None,
+        b"",
+    );
     e.on_response(1, &refused, &host, &stats, 10 * MS);
     assert!(failing(&e), "UNAVAILABLE backs off");
     assert_eq!(stats.get(Counter::ExportRequestsFailed), 1);
@@ -206,7 +233,13 @@ fn unavailable_is_retried_with_backoff_and_counted() {
     assert_eq!(host.count(), 2, "retried after the backoff");
     assert_eq!(stats.get(Counter::ExportRetries), 1);
     let ok = grpc_frame(Vec::new(), Compression::None);
-    e.on_response(2, &answer(Some(200), Some("0"), None, None, &ok), &host, &stats, 3 * S);
+    e.on_response(
+        2,
+        &answer(Some(200), Some("0"), None, None, &ok),
+        &host,
+        &stats,
+        3 * S,
+    );
     assert!(!failing(&e), "recovered");
     assert_eq!(stats.get(Counter::SpansExported), 2);
     stats.assert_accounted(&e);
@@ -235,7 +268,11 @@ fn not_retryable_codes_drop_and_partial_success_is_read_from_the_message() {
     let body = grpc_frame(resp.encode_to_vec(), Compression::Gzip);
     let ok = answer(Some(200), Some("0"), None, None, &body);
     e.on_response(2, &ok, &host, &stats, 2 * S);
-    assert_eq!(stats.get(Counter::SpansDroppedRejectedByCollector), 1, "gzip message read");
+    assert_eq!(
+        stats.get(Counter::SpansDroppedRejectedByCollector),
+        1,
+        "gzip message read"
+    );
     assert_eq!(stats.get(Counter::SpansExported), 3);
     stats.assert_accounted(&e);
 }
