@@ -107,10 +107,12 @@ go:
 
 $(OTELCOL): collector/go.mod collector/go.sum $(wildcard collector/*.go) | go
 	@echo ">> building the OpenTelemetry Collector distribution (collector/) into $@"
+	@mkdir -p target
 	cd collector && $(GO_BUILD) -o ../$@ .
 
 $(JAEGER_BIN): collector/jaeger/go.mod collector/jaeger/go.sum | go
 	@echo ">> building Jaeger v2 (collector/jaeger/) into $@"
+	@mkdir -p target
 	cd collector/jaeger && $(GO_BUILD) -o ../../$@ github.com/jaegertracing/jaeger/cmd/jaeger
 
 # Rebuilt when FUNC_E_VERSION changes (the stamp names the version).
