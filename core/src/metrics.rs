@@ -117,6 +117,7 @@ metrics! {
         SpansDroppedExportFailed => "spans_dropped_export_failed", drop, "Spans dropped because their export failed for good (400 or other non-retryable 4xx/5xx, unknown cluster, encoding failure, retry disabled).";
         SpansDroppedRetriesExhausted => "spans_dropped_retries_exhausted", drop, "Spans dropped because retrying their batch exceeded exporter.retry.max_elapsed_ms.";
         SpansDroppedRejectedByCollector => "spans_dropped_rejected_by_collector", drop, "Spans the collector answered 2xx for but rejected (OTLP partial_success.rejected_spans).";
+        SpansDroppedTooLarge => "spans_dropped_too_large", drop, "Spans dropped because the collector refused a request holding only that span as too large (413); a larger batch is split and resent.";
         SpansDroppedShutdown => "spans_dropped_shutdown", drop, "Spans still queued or failing when the plugin stopped.";
         SpansDroppedInternal => "spans_dropped_internal", drop, "Spans dropped because the exporter was busy in a re-entrant host callback (should stay 0).";
         RequestsNotSampled => "requests_not_sampled", count, "Requests not recorded because of the sampler (context is still propagated).";
@@ -129,6 +130,7 @@ metrics! {
         IncomingContextLinked => "incoming_context_linked", count, "Incoming trace contexts not continued but recorded as a span link (trust: untrusted).";
         InjectFailed => "inject_failed", count, "Trace context could not be written to the upstream request.";
         RequestsKeptForError => "requests_kept_for_error", count, "Requests not sampled but recorded because they failed (sampler_keep_errors).";
+        SpanLimitsApplied => "span_limits_applied", count, "Attribute values cut to span_limits.attribute_value_length_limit, plus attributes, events and links dropped by span_limits (each also in the span's dropped_*_count).";
         DurableObjectIdMissing => "durable_object_id_missing", count, "Calls to a Durable Object cluster whose id (route param or header) was missing.";
     }
     gauges {
@@ -271,7 +273,7 @@ mod tests {
             drops, named,
             "a drop reason is named spans_dropped_*, and vice versa"
         );
-        assert_eq!(drops.len(), 6);
+        assert_eq!(drops.len(), 7);
     }
 
     /// The README's Metrics table is generated from the list: a metric added here without

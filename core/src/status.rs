@@ -104,6 +104,11 @@ pub fn flags_to_string(flags: u64) -> String {
     out
 }
 
+/// True when the client gave up: it reset its stream (`DR`) or closed its connection (`DC`).
+pub fn client_gave_up(flags: u64) -> bool {
+    flags & (flag::DOWNSTREAM_REMOTE_RESET | flag::DOWNSTREAM_CONNECTION_TERMINATION) != 0
+}
+
 /// True when the flags say an upstream call was attempted and failed.
 pub fn upstream_failed(flags: u64) -> bool {
     UPSTREAM_FAILURES.iter().any(|(bit, _)| flags & bit != 0)

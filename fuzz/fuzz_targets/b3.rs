@@ -1,6 +1,7 @@
 //! Any bytes as B3 headers: the first NUL-separated part is `b3`, the rest the `x-b3-*`
 //! values in order (traceid, spanid, sampled, flags, parentspanid). No panic; a context that
-//! extracts injects to headers that extract to the same context, in both forms.
+//! extracts injects to headers that extract to the same context, in both forms (a deferred
+//! sampling state goes out decided: here, as the unsampled flags say).
 #![no_main]
 use gateway_tracing_core::propagation::{b3, Extractor, Injector};
 use libfuzzer_sys::fuzz_target;
@@ -28,9 +29,12 @@ fuzz_target!(|data: &[u8]| {
         .zip(data.split(|b| *b == 0))
         .map(|(n, v)| (n.to_string(), v.to_vec()))
         .collect());
+    let _ = b3::extract(&h);
+    let _ = b3::sampling_only(&h);
     for ctx in [b3::extract_single(&h), b3::extract_multi(&h)].into_iter().flatten().flatten() {
         let mut out = H(Vec::new());
         b3::inject(&ctx, true, true, &mut out);
+        let ctx = gateway_tracing_core::propagation::SpanContext { deferred: false, ..ctx };
         assert_eq!(b3::extract_single(&out), Ok(Some(ctx.clone())));
         assert_eq!(b3::extract_multi(&out), Ok(Some(ctx)));
     }

@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((trace_id, span_id, flags)) = parse_traceparent(data) {
-        let ctx = SpanContext { trace_id, span_id, flags, trace_state: None };
+        let ctx = SpanContext::new(trace_id, span_id, flags, None);
         let out = format_traceparent(&ctx);
         assert_eq!(out.len(), 55);
         assert_eq!(parse_traceparent(out.as_bytes()), Ok((trace_id, span_id, flags & 0x03)));

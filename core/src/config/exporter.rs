@@ -13,6 +13,10 @@ pub const DEFAULT_EXPORTER_PATH: &str = "/v1/traces";
 pub const DEFAULT_EXPORTER_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 1_000;
 pub const DEFAULT_MAX_EXPORT_BATCH_SIZE: usize = 512;
+/// Encoded span bytes per export request at most: well under the OpenTelemetry Collector's
+/// default body limit (confighttp `max_request_body_size`, 20 MiB), with room for the JSON
+/// encoding's growth, so a batch of giant spans is not refused whole (413).
+pub const DEFAULT_MAX_EXPORT_BYTES: u64 = 4 * 1024 * 1024;
 /// Per worker VM: about 100k spans of ~330 bytes, i.e. ~3 s of the bench's 36k spans/s on one
 /// worker, or a 60 s outage at 1.7k spans/s. See README "Sizing the queue".
 pub const DEFAULT_MAX_QUEUE_BYTES: u64 = 32 * 1024 * 1024;
@@ -35,6 +39,8 @@ pub const DEFAULT_ENCODING: Encoding = Encoding::Protobuf;
 pub const MAX_EXPORTER_TIMEOUT_MS: u64 = 60_000;
 pub const MAX_FLUSH_INTERVAL_MS: u64 = 60_000;
 pub const MAX_EXPORT_BATCH_SIZE: usize = 8_192;
+pub const MIN_EXPORT_BYTES: u64 = 4 * 1024;
+pub const MAX_EXPORT_BYTES: u64 = 256 * 1024 * 1024;
 pub const MIN_QUEUE_BYTES: u64 = 64 * 1024;
 pub const MAX_QUEUE_BYTES: u64 = 1024 * 1024 * 1024;
 pub const MAX_RETRY_BACKOFF_MS: u64 = 600_000;
@@ -161,6 +167,8 @@ pub struct RawExporter {
     pub flush_interval_ms: u64,
     #[serde(default = "default_max_export_batch_size")]
     pub max_export_batch_size: usize,
+    #[serde(default = "default_max_export_bytes")]
+    pub max_export_bytes: u64,
     #[serde(default = "default_max_queue_bytes")]
     pub max_queue_bytes: u64,
     /// Replaced by `max_queue_bytes`: accepted by the parser only to be refused by name.
@@ -194,6 +202,9 @@ fn default_flush_interval_ms() -> u64 {
 fn default_max_export_batch_size() -> usize {
     DEFAULT_MAX_EXPORT_BATCH_SIZE
 }
+fn default_max_export_bytes() -> u64 {
+    DEFAULT_MAX_EXPORT_BYTES
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExporterConfig {
@@ -204,6 +215,8 @@ pub struct ExporterConfig {
     pub timeout: Duration,
     pub flush_interval: Duration,
     pub max_export_batch_size: usize,
+    /// Encoded span bytes per export request at most (a single larger span goes alone).
+    pub max_export_bytes: u64,
     pub max_queue_bytes: u64,
     pub retry: RetryConfig,
     pub compression: Compression,
@@ -246,6 +259,12 @@ pub(super) fn validate(
         e.max_export_batch_size as u64,
         1,
         MAX_EXPORT_BATCH_SIZE as u64,
+    )?;
+    check_range(
+        "exporter.max_export_bytes",
+        e.max_export_bytes,
+        MIN_EXPORT_BYTES,
+        MAX_EXPORT_BYTES,
     )?;
     if let Some(v) = &e.max_queue_size {
         return Err(err(
@@ -330,6 +349,7 @@ pub(super) fn validate(
         timeout: Duration::from_millis(e.timeout_ms),
         flush_interval: Duration::from_millis(e.flush_interval_ms),
         max_export_batch_size: e.max_export_batch_size,
+        max_export_bytes: e.max_export_bytes,
         max_queue_bytes: e.max_queue_bytes,
         retry,
         compression: e.compression,

@@ -13,6 +13,7 @@
 pub mod clusters;
 pub mod env;
 pub mod exporter;
+pub mod limits;
 pub mod placement;
 pub mod propagation;
 pub mod routes;
@@ -22,6 +23,7 @@ mod tests;
 pub use clusters::{ClusterTarget, DurableObject, DurableObjectId, RawCluster, RawDurableObject};
 pub use env::expand;
 pub use exporter::*;
+pub use limits::{RawSpanLimits, SpanLimits};
 pub use placement::ClientSpans;
 pub use routes::RawRoute;
 
@@ -134,8 +136,14 @@ pub struct RawConfig {
     pub propagators: Option<Vec<String>>,
     #[serde(default)]
     pub trust: crate::propagation::Trust,
+    /// `trust: untrusted` only: drop (default) or keep the client's `baggage`.
+    #[serde(default)]
+    pub untrusted_baggage: Option<crate::propagation::UntrustedBaggage>,
     #[serde(default)]
     pub response_trace_header: crate::propagation::ResponseTraceHeader,
+    /// Span limits (attribute value length, counts, tracestate capture).
+    #[serde(default)]
+    pub span_limits: RawSpanLimits,
 }
 
 fn default_service_name() -> String {
@@ -183,6 +191,7 @@ pub struct Config {
     pub exporter: ExporterConfig,
     /// `propagators`, `trust`, `response_trace_header`.
     pub propagation: crate::propagation::Settings,
+    pub span_limits: SpanLimits,
 }
 
 impl Config {
@@ -262,9 +271,48 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         } else {
             path
         };
-        structural(field, e.inner().to_string())
+        let reason = e.inner().to_string();
+        let reason = if is_secret_field(&field) {
+            redact_quoted(&reason)
+        } else {
+            reason
+        };
+        structural(field, reason)
     })?;
     validate(raw, env)
+}
+
+/// Fields whose values are secrets (`exporter.headers` and every header under it): a parse
+/// error there names the field, never the value.
+fn is_secret_field(field: &str) -> bool {
+    field == "exporter.headers" || field.starts_with("exporter.headers.")
+}
+
+/// A serde message with every value it quotes (`` `12345678` ``, `"abc"`) replaced by
+/// `<redacted>`: "invalid type: integer `<redacted>`, expected a string".
+fn redact_quoted(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut open: Option<char> = None;
+    for c in msg.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push_str("<redacted>");
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '`' || c == '"' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push_str("<redacted>");
+    }
+    out
 }
 
 /// Turns a parsed [`RawConfig`] into a [`Config`], checking every field.
@@ -332,7 +380,13 @@ pub fn validate(
     let routes = routes::validate(&raw.routes, raw.sampler)?;
     let clusters = clusters::validate(raw.clusters, &routes)?;
     let exporter = exporter::validate(raw.exporter, env)?;
-    let propagation = propagation::validate(raw.propagators, raw.trust, raw.response_trace_header)?;
+    let span_limits = limits::validate(raw.span_limits)?;
+    let propagation = propagation::validate(
+        raw.propagators,
+        raw.trust,
+        raw.untrusted_baggage,
+        raw.response_trace_header,
+    )?;
 
     Ok(Config {
         mode: raw.mode,
@@ -352,6 +406,7 @@ pub fn validate(
         clusters,
         exporter,
         propagation,
+        span_limits,
     })
 }
 

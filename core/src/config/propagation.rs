@@ -1,9 +1,9 @@
 //! The propagation fields (top level): `propagators` (which trace context formats, in
-//! extraction priority order), `trust` (continue or link incoming context) and
-//! `response_trace_header`. The rules themselves live in [`crate::propagation`].
+//! extraction priority order), `trust` (continue or link incoming context),
+//! `untrusted_baggage` and `response_trace_header`. The rules themselves live in [`crate::propagation`].
 
 use super::{err, structural, ConfigError};
-use crate::propagation::{Propagator, ResponseTraceHeader, Settings, Trust};
+use crate::propagation::{Propagator, ResponseTraceHeader, Settings, Trust, UntrustedBaggage};
 
 /// Validates the propagation fields. `propagators`: `None` is the default
 /// (`["tracecontext"]`); otherwise a non-empty list of known `OTEL_PROPAGATORS` names, each
@@ -11,8 +11,15 @@ use crate::propagation::{Propagator, ResponseTraceHeader, Settings, Trust};
 pub(super) fn validate(
     propagators: Option<Vec<String>>,
     trust: Trust,
+    untrusted_baggage: Option<UntrustedBaggage>,
     response_trace_header: ResponseTraceHeader,
 ) -> Result<Settings, ConfigError> {
+    if untrusted_baggage.is_some() && trust != Trust::Untrusted {
+        return Err(structural(
+            "untrusted_baggage",
+            "only means something with \"trust\": \"untrusted\" (a trusted hop passes baggage on untouched)",
+        ));
+    }
     let defaults = Settings::default();
     let propagators = match propagators {
         None => defaults.propagators,
@@ -44,6 +51,7 @@ pub(super) fn validate(
     Ok(Settings {
         propagators,
         trust,
+        untrusted_baggage: untrusted_baggage.unwrap_or_default(),
         response_trace_header,
     })
 }

@@ -2,6 +2,12 @@
 //! exporter specification, "Retry": exponential backoff with jitter), `Retry-After` honoured
 //! (RFC 9110 §10.2.3: delay-seconds or an HTTP-date), and the *failing* state that the exporter
 //! backs off in as a whole: one probe at a time, each after the current delay.
+//!
+//! Floors: the wait is `max(Retry-After, the current backoff)` and never below
+//! `retry.initial_backoff`, so neither `Retry-After: 0` nor a date in the past (a collector
+//! whose clock is behind ours) turns the probe into a tight loop. Time here is the exporter's
+//! [`Clock`]: the host's wall clock, made monotonic (a backwards step is detected and every
+//! deadline moves with it).
 
 use super::diagnostics::Dropped;
 use super::response::Failure;
@@ -11,8 +17,9 @@ use std::time::Duration;
 /// Backoff delays are spread by ± this fraction (gRPC's and OpenTelemetry's 0.2 ~ 0.5).
 pub const BACKOFF_JITTER: f64 = 0.2;
 
-/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), as a delay from `now_ns`.
-/// A date in the past is a zero delay; anything unparsable (not ASCII, not a number or a
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 §10.2.3), as a delay from `now_ns`
+/// (the wall clock: an HTTP-date is one). A date that is not in the future is no hint (the
+/// collector's clock may be behind ours); anything unparsable (not ASCII, not a number or a
 /// date) is no hint.
 pub fn parse_retry_after(value: &[u8], now_ns: u64) -> Option<Duration> {
     let v = std::str::from_utf8(value).ok()?.trim();
@@ -21,10 +28,42 @@ pub fn parse_retry_after(value: &[u8], now_ns: u64) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     let at_ns = at.duration_since(std::time::UNIX_EPOCH).ok()?.as_nanos();
-    let delta = at_ns.saturating_sub(u128::from(now_ns));
+    let delta = at_ns.checked_sub(u128::from(now_ns)).filter(|d| *d > 0)?;
     Some(Duration::from_nanos(
         u64::try_from(delta).unwrap_or(u64::MAX),
     ))
+}
+
+/// The exporter's clock: the host's wall clock (the only clock proxy-wasm offers), made
+/// monotonic. When the wall clock steps back (NTP, an operator), every time the exporter
+/// keeps (backoff deadlines, first-send times, in-flight send times, log limits) would lie
+/// in the future for as long as the step: probes would stop for that long. So a backwards
+/// step is detected and absorbed into an offset: exporter time stands still for that reading
+/// and then moves on with the wall clock, and every deadline keeps its remaining wait.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Clock {
+    /// Added to the wall clock: the sum of the backwards steps seen.
+    offset_ns: u64,
+    /// The last exporter time handed out.
+    last_ns: u64,
+}
+
+impl Clock {
+    /// Exporter time for a wall-clock reading; never less than the last one.
+    pub fn now(&mut self, wall_ns: u64) -> u64 {
+        let t = wall_ns.saturating_add(self.offset_ns);
+        if t < self.last_ns {
+            let step = self.last_ns - t;
+            self.offset_ns = self.offset_ns.saturating_add(step);
+            log::info!(
+                "the wall clock stepped back by {} ms; export backoff deadlines keep their remaining wait",
+                step / 1_000_000
+            );
+            return self.last_ns;
+        }
+        self.last_ns = t;
+        t
+    }
 }
 
 /// The collector is failing: when the next probe may go, and the backoff so far.
@@ -136,9 +175,10 @@ impl Backoff {
         }
     }
 
-    /// The delay before the next probe: `Retry-After` when the collector sent one (capped at
-    /// `retry.max_elapsed`), otherwise the current interval ± jitter; the interval then grows
-    /// by the multiplier up to `retry.max_backoff`.
+    /// The delay before the next probe: the current interval ± jitter, or the collector's
+    /// `Retry-After` (capped at `retry.max_elapsed`) when that is longer, and never less than
+    /// `retry.initial_backoff` (a `Retry-After: 0` or a low jitter draw is no tight loop); the
+    /// interval then grows by the multiplier up to `retry.max_backoff`.
     fn next_delay(&mut self, retry_after: Option<Duration>) -> Duration {
         let r = &self.policy;
         let interval = self
@@ -150,9 +190,10 @@ impl Backoff {
         if let Some(f) = &mut self.failing {
             f.interval = interval.mul_f64(multiplier).min(max_backoff);
         }
+        let delay = jittered.max(self.policy.initial_backoff);
         match retry_after {
-            Some(d) => d.min(max_elapsed),
-            None => jittered,
+            Some(d) => delay.max(d.min(max_elapsed)),
+            None => delay,
         }
     }
 

@@ -10,7 +10,9 @@
 //! - [`response`](mod@response): what an answer means ([`classify`], [`Failure`],
 //!   [`partial_success`]);
 //! - [`request`](mod@request): framing, encoding, compression and headers of a request;
-//! - [`diagnostics`](mod@diagnostics): the state-change lines and the per-kind log limiter.
+//! - [`diagnostics`](mod@diagnostics): the state-change lines and the per-kind log limiter;
+//! - [`drops`](mod@drops): batches dropped for good (not retryable, retries exhausted, a span
+//!   too large alone) and the 413 split.
 //!
 //! **Retry.** 429, 502, 503, 504, timeouts and connection failures are retried; 400 and every
 //! other status are not (OTLP/HTTP exporter spec). `Retry-After` (seconds or HTTP-date) is
@@ -31,13 +33,14 @@
 
 mod backoff;
 mod diagnostics;
+mod drops;
 mod queue;
 mod request;
 mod response;
 #[cfg(test)]
 mod tests;
 
-pub use backoff::{parse_retry_after, BACKOFF_JITTER};
+pub use backoff::{parse_retry_after, Clock, BACKOFF_JITTER};
 pub use diagnostics::FAILURE_LOG_INTERVAL_NS;
 pub use queue::QUEUE_ROOM_AGAIN_DIVISOR;
 pub use request::{encode_body, gzip};
@@ -47,7 +50,7 @@ use crate::config::{Config, ExporterConfig};
 use crate::host::{ExportHost, ExportRequest, ExportResponse, Stats};
 use crate::metrics::{Counter, Gauge, Histogram};
 use backoff::{Backoff, Step};
-use diagnostics::{sanitize, Dropped, LogLimiter};
+use diagnostics::{log_room_again, sanitize, Dropped, LogLimiter};
 use queue::{Admitted, Batch, Queue};
 use request::RequestBuilder;
 use std::collections::HashMap;
@@ -99,6 +102,8 @@ pub struct Exporter {
     /// Set once the plugin is stopping: every response sends more of what is queued, no
     /// retries.
     draining: bool,
+    /// Exporter time: the host's wall clock made monotonic (see [`Clock`]).
+    clock: Clock,
 }
 
 impl Exporter {
@@ -107,7 +112,11 @@ impl Exporter {
         Exporter {
             config: c.clone(),
             request: RequestBuilder::new(config),
-            queue: Queue::new(c.max_queue_bytes, c.max_export_batch_size),
+            queue: Queue::new(
+                c.max_queue_bytes,
+                c.max_export_batch_size,
+                c.max_export_bytes,
+            ),
             in_flight: HashMap::new(),
             backoff: Backoff::new(c.retry.clone()),
             dropped: Dropped::default(),
@@ -115,6 +124,7 @@ impl Exporter {
             unknown_cluster_logged: false,
             tick_period: c.flush_interval,
             draining: false,
+            clock: Clock::default(),
         }
     }
 
@@ -183,9 +193,7 @@ impl Exporter {
             }
             Admitted::Queued { room_again } => {
                 if let Some(n) = room_again {
-                    log::info!(
-                        "export queue has room again; {n} spans were dropped while it was full"
-                    );
+                    log_room_again(n);
                 }
             }
         }
@@ -220,6 +228,7 @@ impl Exporter {
     /// The timer fired: send what may be sent, then set the next tick (the flush interval, or
     /// sooner when a backoff ends before it).
     pub fn on_tick(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) {
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -228,11 +237,19 @@ impl Exporter {
         // The fast tick is for full batches; what is left over waits for the flush interval
         // (or the next full batch), as OTel's batch span processor does: not a small export
         // request behind every full one. A failing exporter's probe may be partial.
-        let partial = self.tick_period != FAST_FLUSH_PERIOD || self.backoff.failing().is_some();
+        // `flush_interval_ms: 1` is the fast tick's period too: every tick of it is a flush.
+        let partial = self.tick_period != FAST_FLUSH_PERIOD
+            || self.config.flush_interval <= FAST_FLUSH_PERIOD
+            || self.backoff.failing().is_some();
         self.send_ready(&ctx, partial);
         let period = self.next_tick(now_ns);
         self.set_tick(host, period);
         self.report(stats);
+        // Lines that must not wait for the next span or failure to be written.
+        if let Some(n) = self.queue.room_again() {
+            log_room_again(n);
+        }
+        self.log.flush(now_ns, false);
     }
 
     /// Gauges: bytes, spans and requests held.
@@ -246,6 +263,7 @@ impl Exporter {
     /// short of `max_export_batch_size` only with `partial`). While failing, only one probe,
     /// and only once the backoff has passed. Never sends an empty request.
     pub fn flush(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64, partial: bool) {
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -278,18 +296,9 @@ impl Exporter {
         }
     }
 
-    /// The next batch from the queue, its request body built.
+    /// The next batch from the queue.
     fn next_batch(&mut self, partial: bool) -> Option<Batch> {
-        let taken = self.queue.take(partial)?;
-        let body = self
-            .request
-            .body(taken.runs.iter().map(Vec::as_slice), &self.config);
-        Some(Batch {
-            body,
-            spans: taken.spans,
-            bytes: taken.bytes,
-            first_sent_ns: None,
-        })
+        self.queue.take(partial)
     }
 
     /// Drops a retried batch whose retries have lasted `retry.max_elapsed`.
@@ -308,22 +317,12 @@ impl Exporter {
         }
     }
 
-    /// Drops a batch whose retries ran out of `retry.max_elapsed`: counted, released, logged.
-    fn drop_exhausted(&mut self, batch: &Batch, why: &str, ctx: &ExportCtx<'_>) {
-        ctx.stats
-            .add(Counter::SpansDroppedRetriesExhausted, batch.spans as u64);
-        self.dropped.retries_exhausted += batch.spans as u64;
-        self.queue.release(batch);
-        let what = format!(
-            "export to cluster '{}': {} spans dropped, {why} (exporter.retry.max_elapsed_ms)",
-            self.config.cluster, batch.spans
-        );
-        self.log.warn(ctx.now_ns, "retries exhausted", &what);
-    }
-
     fn send(&mut self, mut batch: Batch, is_retry: bool, ctx: &ExportCtx<'_>) {
         batch.first_sent_ns.get_or_insert(ctx.now_ns);
-        if batch.body.is_empty() {
+        let body = self
+            .request
+            .body(batch.runs.iter().map(|(r, _)| r.as_slice()), &self.config);
+        if body.is_empty() {
             let attempt = Attempt {
                 failure: Failure::Encoding,
                 retry_after: None,
@@ -335,7 +334,7 @@ impl Exporter {
         let req = ExportRequest {
             cluster: &self.config.cluster,
             headers: request::headers(&self.config),
-            body: &batch.body,
+            body: &body,
             timeout: self.config.timeout,
         };
         match ctx.host.dispatch(&req) {
@@ -362,6 +361,7 @@ impl Exporter {
     /// to send or await; otherwise the remaining spans go out as responses free up in-flight
     /// slots.
     pub fn drain(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) -> bool {
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -394,6 +394,7 @@ impl Exporter {
     /// The VM is going away with spans still held: count them as dropped at shutdown and
     /// say so in one line. Returns how many.
     pub fn abandon(&mut self, stats: &dyn Stats) -> usize {
+        self.log.flush(0, true);
         let n = self.queue.held_spans();
         if n > 0 {
             stats.add(Counter::SpansDroppedShutdown, n as u64);
@@ -419,6 +420,8 @@ impl Exporter {
         stats: &dyn Stats,
         now_ns: u64,
     ) {
+        let wall_ns = now_ns;
+        let now_ns = self.clock.now(now_ns);
         let ctx = ExportCtx {
             host,
             stats,
@@ -433,7 +436,8 @@ impl Exporter {
         match classify(resp.status, resp.body, elapsed, self.config.timeout) {
             Ok(()) => self.exported(batch, resp.body, &ctx),
             Err(failure) => {
-                let retry_after = resp.retry_after.and_then(|v| parse_retry_after(v, now_ns));
+                // An HTTP-date is wall-clock time.
+                let retry_after = resp.retry_after.and_then(|v| parse_retry_after(v, wall_ns));
                 let attempt = Attempt {
                     failure,
                     retry_after,
@@ -491,6 +495,10 @@ impl Exporter {
         let stats = ctx.stats;
         stats.add(Counter::ExportRequestsFailed, 1);
         let failure = attempt.failure;
+        if failure == Failure::Http(413) {
+            self.too_large(batch, ctx);
+            return;
+        }
         if self.draining {
             stats.add(Counter::SpansDroppedShutdown, batch.spans as u64);
             self.queue.release(&batch);
@@ -563,30 +571,5 @@ impl Exporter {
         }
         let period = self.next_tick(ctx.now_ns);
         self.set_tick(ctx.host, period);
-    }
-
-    /// A failure that is not retried: dropped, counted, logged (an unknown cluster once, until
-    /// an export succeeds; other kinds at most once per interval each).
-    fn drop_failed(&mut self, batch: &Batch, failure: &Failure, ctx: &ExportCtx<'_>) {
-        ctx.stats
-            .add(Counter::SpansDroppedExportFailed, batch.spans as u64);
-        self.dropped.export_failed += batch.spans as u64;
-        self.queue.release(batch);
-        let what = failure.describe(&self.config);
-        if failure.is_unknown_cluster() {
-            if !self.unknown_cluster_logged {
-                log::error!("{what}; spans are dropped until it is (spans_dropped_export_failed)");
-                self.unknown_cluster_logged = true;
-            }
-            return;
-        }
-        self.log.warn(
-            ctx.now_ns,
-            &failure.kind(),
-            &format!(
-                "export to cluster '{}' failed: {what}, not retryable; {} spans dropped",
-                self.config.cluster, batch.spans
-            ),
-        );
     }
 }

@@ -70,7 +70,6 @@ pub fn resource(config: &Config) -> Resource {
 }
 
 /// `ScopeSpans.spans` is field 2, length-delimited: tag `(2 << 3) | 2`.
-#[cfg(any(test, feature = "testing"))]
 const SCOPE_SPANS_SPANS_TAG: u8 = 0x12;
 
 /// Appends `span` to `out` as one encoded `ScopeSpans.spans` field (tag, length, bytes). A run
@@ -80,6 +79,33 @@ pub fn encode_span_field(span: &Span, out: &mut Vec<u8>) {
     out.push(SCOPE_SPANS_SPANS_TAG);
     prost::encoding::encode_varint(span.encoded_len() as u64, out);
     span.encode_raw(out);
+}
+
+/// Splits a run of [`encode_span_field`] outputs back into one slice per span field. A run
+/// that does not parse (it always does when the tracer wrote it) is returned whole.
+pub fn span_fields(run: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = run;
+    while !rest.is_empty() {
+        let parsed = (|| {
+            let (tag, body) = rest.split_first()?;
+            if *tag != SCOPE_SPANS_SPANS_TAG {
+                return None;
+            }
+            let mut b = body;
+            let len = usize::try_from(prost::encoding::decode_varint(&mut b).ok()?).ok()?;
+            let head = rest.len() - b.len();
+            let end = head.checked_add(len)?;
+            (end <= rest.len()).then_some(end)
+        })();
+        let Some(end) = parsed else {
+            return vec![run];
+        };
+        let (field, tail) = rest.split_at(end);
+        out.push(field);
+        rest = tail;
+    }
+    out
 }
 
 /// Frames queued span fields into an `ExportTraceServiceRequest` body with this VM's resource
@@ -172,6 +198,31 @@ pub fn encode(resource: &Resource, spans: Vec<Span>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn span_fields_split_a_run_back_into_its_spans() {
+        let mut run = Vec::new();
+        for name in ["a", "bb", &"c".repeat(300)] {
+            let span = Span {
+                name: name.to_string(),
+                ..Default::default()
+            };
+            encode_span_field(&span, &mut run);
+        }
+        let fields = span_fields(&run);
+        assert_eq!(
+            fields.len(),
+            3,
+            "one slice per span, a 2-byte length included"
+        );
+        assert_eq!(fields.concat(), run);
+        assert_eq!(
+            span_fields(&run[..run.len() - 1]),
+            vec![&run[..run.len() - 1]],
+            "malformed: whole"
+        );
+        assert!(span_fields(&[]).is_empty());
+    }
 
     #[test]
     fn encode_decodes_back() {

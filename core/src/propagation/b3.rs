@@ -4,6 +4,12 @@
 //!
 //! B3 carries no `tracestate` and no random-trace-id flag: a parent taken from B3 goes on
 //! with flag 02 clear (a 64-bit B3 trace id, left-padded with zeros, is not random).
+//!
+//! What the OpenTelemetry propagators specification ("B3 Requirements") asks, and where:
+//! both forms are extracted whichever B3 propagator is configured, the single header first
+//! ([`extract`]); a debug flag is kept and sent on ([`SpanContext::debug`], [`inject`]); a
+//! missing sampling state ("defer") leaves the decision to this hop
+//! ([`SpanContext::deferred`]); `X-B3-ParentSpanId` is never sent.
 
 use super::w3c::trim_ows;
 use super::{Extractor, Injector, SpanContext, FLAG_SAMPLED};
@@ -39,7 +45,6 @@ pub enum B3Error {
     ZeroSpanId,
     BadParentSpanId,
     BadSampled,
-    BadFlags,
     /// `x-b3-traceid` without `x-b3-spanid` or the reverse.
     Incomplete,
 }
@@ -59,7 +64,6 @@ impl B3Error {
             Self::ZeroSpanId => "span id is all zeros",
             Self::BadParentSpanId => "parent span id is not 16 lowercase hex digits",
             Self::BadSampled => "sampling state is not 0, 1 or d (x-b3-sampled: 0, 1, true, false)",
-            Self::BadFlags => "x-b3-flags is not 1",
             Self::Incomplete => "x-b3-traceid and x-b3-spanid must come together",
         }
     }
@@ -101,12 +105,43 @@ fn parent_span_id(v: &[u8]) -> Result<(), B3Error> {
         .ok_or(B3Error::BadParentSpanId)
 }
 
+/// A B3 "Sampling State", with the "Debug Flag" folded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// `1` (`true`): accept.
+    Accept,
+    /// `0` (`false`): deny.
+    Deny,
+    /// `d`, or `X-B3-Flags: 1`: debug, which implies accept.
+    Debug,
+    /// Absent: the caller defers the decision to the receiver.
+    Defer,
+}
+
+impl Sampling {
+    /// The W3C flags and B3 extras of a context with this state.
+    fn context(self, trace_id: TraceId, span_id: SpanId) -> SpanContext {
+        let sampled = matches!(self, Sampling::Accept | Sampling::Debug);
+        SpanContext {
+            debug: self == Sampling::Debug,
+            deferred: self == Sampling::Defer,
+            ..SpanContext::new(
+                trace_id,
+                span_id,
+                if sampled { FLAG_SAMPLED } else { 0 },
+                None,
+            )
+        }
+    }
+}
+
 /// "Sampling State" / "Debug Flag" in the single header: `1` accept, `0` deny, `d` debug
 /// (which implies accept).
-fn single_sampled(v: &[u8]) -> Result<bool, B3Error> {
+fn single_sampled(v: &[u8]) -> Result<Sampling, B3Error> {
     match v {
-        b"1" | b"d" => Ok(true),
-        b"0" => Ok(false),
+        b"1" => Ok(Sampling::Accept),
+        b"d" => Ok(Sampling::Debug),
+        b"0" => Ok(Sampling::Deny),
         _ => Err(B3Error::BadSampled),
     }
 }
@@ -124,7 +159,7 @@ fn single<'a>(carrier: &'a dyn Extractor, name: &str) -> Result<Option<&'a [u8]>
 /// Extracts from the single `b3` header ("Single Header"):
 /// `{TraceId}-{SpanId}[-{SamplingState}[-{ParentSpanId}]]`. `Ok(None)` when the header is
 /// absent or only carries a sampling state (`b3: 0`): no parent either way. A sampling
-/// state left out ("defer") is decided here, as for a new trace: sampled.
+/// state left out ("defer") gives a [`SpanContext::deferred`] context: this hop decides.
 pub fn extract_single(carrier: &dyn Extractor) -> Result<Option<SpanContext>, B3Error> {
     let Some(v) = single(carrier, B3)? else {
         return Ok(None);
@@ -146,56 +181,79 @@ pub fn extract_single(carrier: &dyn Extractor) -> Result<Option<SpanContext>, B3
     };
     let trace_id = trace_id(t)?;
     let span_id = span_id(s)?;
-    let sampled = sampled.map(single_sampled).transpose()?.unwrap_or(true);
+    let sampling = sampled
+        .map(single_sampled)
+        .transpose()?
+        .unwrap_or(Sampling::Defer);
     if let Some(p) = parent {
         parent_span_id(p)?;
     }
-    Ok(Some(SpanContext {
-        trace_id,
-        span_id,
-        flags: if sampled { FLAG_SAMPLED } else { 0 },
-        trace_state: None,
-    }))
+    Ok(Some(sampling.context(trace_id, span_id)))
+}
+
+/// Extracts B3 in either form (OTel propagators spec, "B3 Extract": "MUST attempt to extract
+/// B3 encoded using single and multi-header formats. The single-header variant takes
+/// precedence"): the single header's context when it has a valid one, else the multi
+/// headers'. Also returns the first error met (an invalid `b3` next to valid `x-b3-*` is
+/// still counted invalid).
+pub fn extract(carrier: &dyn Extractor) -> (Option<SpanContext>, Option<B3Error>) {
+    let mut error = None;
+    match extract_single(carrier) {
+        Ok(Some(ctx)) => return (Some(ctx), None),
+        Ok(None) => {}
+        Err(e) => error = Some(e),
+    }
+    match extract_multi(carrier) {
+        Ok(Some(ctx)) => (Some(ctx), error),
+        Ok(None) => (None, error),
+        Err(e) => (None, error.or(Some(e))),
+    }
 }
 
 /// A sampling decision sent without ids ("Single Header": `b3: 0`, `1` or `d`; "Multiple
 /// Headers": `x-b3-sampled` / `x-b3-flags` without `x-b3-traceid`/`x-b3-spanid`): the caller
 /// asks that the trace we start be (not) sampled. `None` when there is no such decision, or
 /// when ids are present (then the context carries it) or a header is malformed.
-pub fn sampling_only(carrier: &dyn Extractor, single_form: bool, multi_form: bool) -> Option<bool> {
-    if single_form {
-        if let Ok(Some(v)) = single(carrier, B3) {
-            if let Ok(sampled) = single_sampled(v) {
-                return Some(sampled);
-            }
+/// Both forms are read (as [`extract`]), the single header first.
+pub fn sampling_only(carrier: &dyn Extractor) -> Option<bool> {
+    if let Ok(Some(v)) = single(carrier, B3) {
+        if let Ok(sampling) = single_sampled(v) {
+            return Some(sampling != Sampling::Deny);
         }
     }
-    if multi_form {
-        let ids = single(carrier, X_B3_TRACEID).ok()?.is_some()
-            || single(carrier, X_B3_SPANID).ok()?.is_some();
-        if ids {
-            return None;
-        }
-        if let Some(b"1") = single(carrier, X_B3_FLAGS).ok()? {
-            return Some(true);
-        }
-        return match single(carrier, X_B3_SAMPLED).ok()? {
-            Some(b"1" | b"true") => Some(true),
-            Some(b"0" | b"false") => Some(false),
-            _ => None,
-        };
+    let ids = single(carrier, X_B3_TRACEID).ok()?.is_some()
+        || single(carrier, X_B3_SPANID).ok()?.is_some();
+    if ids {
+        return None;
     }
-    None
+    match multi_sampling(carrier).ok()? {
+        Sampling::Defer => None,
+        s => Some(s != Sampling::Deny),
+    }
 }
 
-/// Extracts from `x-b3-*` ("Multiple Headers"). `X-B3-Sampled` is `1`/`0` (and, as the
-/// README's "Sampling State" asks receivers to accept, `true`/`false`); `X-B3-Flags: 1`
-/// ("Debug Flag") means sampled. `Ok(None)` when neither id header is present.
+/// "Sampling State" and "Debug Flag" of the multi-header form: `X-B3-Flags: 1` is debug
+/// (and wins over `X-B3-Sampled`: "Debug implies an accept decision"); `X-B3-Flags: 0` or any
+/// other value is not ("Absent or any other value can be ignored"); `X-B3-Sampled` is `1`/`0`
+/// (and, as "Sampling State" asks receivers to accept, `true`/`false`); neither is "defer".
+fn multi_sampling(carrier: &dyn Extractor) -> Result<Sampling, B3Error> {
+    let sampled = single(carrier, X_B3_SAMPLED)?;
+    if let Some(b"1") = single(carrier, X_B3_FLAGS)? {
+        return Ok(Sampling::Debug);
+    }
+    match sampled {
+        None => Ok(Sampling::Defer),
+        Some(b"1" | b"true") => Ok(Sampling::Accept),
+        Some(b"0" | b"false") => Ok(Sampling::Deny),
+        Some(_) => Err(B3Error::BadSampled),
+    }
+}
+
+/// Extracts from `x-b3-*` ("Multiple Headers"); sampling as [`multi_sampling`] reads it.
+/// `Ok(None)` when neither id header is present.
 pub fn extract_multi(carrier: &dyn Extractor) -> Result<Option<SpanContext>, B3Error> {
     let t = single(carrier, X_B3_TRACEID)?;
     let s = single(carrier, X_B3_SPANID)?;
-    let sampled = single(carrier, X_B3_SAMPLED)?;
-    let flags = single(carrier, X_B3_FLAGS)?;
     let parent = single(carrier, X_B3_PARENTSPANID)?;
     let (t, s) = match (t, s) {
         (None, None) => return Ok(None),
@@ -204,41 +262,38 @@ pub fn extract_multi(carrier: &dyn Extractor) -> Result<Option<SpanContext>, B3E
     };
     let trace_id = trace_id(t)?;
     let span_id = span_id(s)?;
-    let debug = match flags {
-        None => false,
-        Some(b"1") => true,
-        Some(_) => return Err(B3Error::BadFlags),
-    };
-    let sampled = match sampled {
-        None => true,
-        Some(b"1" | b"true") => true,
-        Some(b"0" | b"false") => false,
-        Some(_) => return Err(B3Error::BadSampled),
-    };
+    let sampling = multi_sampling(carrier)?;
     if let Some(p) = parent {
         parent_span_id(p)?;
     }
-    Ok(Some(SpanContext {
-        trace_id,
-        span_id,
-        flags: if sampled || debug { FLAG_SAMPLED } else { 0 },
-        trace_state: None,
-    }))
+    Ok(Some(sampling.context(trace_id, span_id)))
 }
 
-/// `{TraceId}-{SpanId}-{SamplingState}`: 32-digit trace id, our span id, `1` or `0`. The
-/// parent span id is optional in "Single Header" and left out (it is ours to know).
+/// What this hop sends: debug when the context is sampled and debug, else accept or deny
+/// (a decision is always sent: ours, when the caller deferred).
+fn outgoing(ctx: &SpanContext) -> Sampling {
+    match (ctx.is_sampled(), ctx.debug) {
+        (true, true) => Sampling::Debug,
+        (true, false) => Sampling::Accept,
+        (false, _) => Sampling::Deny,
+    }
+}
+
+/// `{TraceId}-{SpanId}-{SamplingState}`: 32-digit trace id, our span id, `1`, `0` or `d`. The
+/// parent span id is optional in "Single Header" and never sent (OTel spec, "B3 Inject": "MUST
+/// NOT propagate X-B3-ParentSpanId").
 pub fn format_single(ctx: &SpanContext) -> String {
-    format!(
-        "{}-{}-{}",
-        ctx.trace_id,
-        ctx.span_id,
-        if ctx.is_sampled() { '1' } else { '0' }
-    )
+    let state = match outgoing(ctx) {
+        Sampling::Debug => 'd',
+        Sampling::Accept => '1',
+        Sampling::Deny | Sampling::Defer => '0',
+    };
+    format!("{}-{}-{state}", ctx.trace_id, ctx.span_id)
 }
 
 /// Removes every B3 header, then writes the single form when `single`, the multi form when
-/// `multi`.
+/// `multi`. Multi: debug is `X-B3-Flags: 1` without `X-B3-Sampled` ("Debug implies an accept
+/// decision, so don't also send the X-B3-Sampled header").
 pub fn inject(ctx: &SpanContext, single: bool, multi: bool, carrier: &mut dyn Injector) {
     for h in ALL_HEADERS {
         carrier.remove(h);
@@ -249,10 +304,11 @@ pub fn inject(ctx: &SpanContext, single: bool, multi: bool, carrier: &mut dyn In
     if multi {
         carrier.set(X_B3_TRACEID, ctx.trace_id.to_string());
         carrier.set(X_B3_SPANID, ctx.span_id.to_string());
-        carrier.set(
-            X_B3_SAMPLED,
-            if ctx.is_sampled() { "1" } else { "0" }.to_string(),
-        );
+        match outgoing(ctx) {
+            Sampling::Debug => carrier.set(X_B3_FLAGS, "1".to_string()),
+            Sampling::Accept => carrier.set(X_B3_SAMPLED, "1".to_string()),
+            Sampling::Deny | Sampling::Defer => carrier.set(X_B3_SAMPLED, "0".to_string()),
+        }
     }
 }
 
@@ -265,9 +321,9 @@ mod tests {
     const SPAN: &str = "e457b5a2e4d86bd1";
     const PARENT: &str = "05e3ac9a4f6e3b90";
 
-    /// What a row should extract: `Some((trace, span, sampled))`, `None` for no parent, or
+    /// What a row should extract: `Some((trace, span, sampling))`, `None` for no parent, or
     /// the error.
-    type Want = Result<Option<(&'static str, &'static str, bool)>, B3Error>;
+    type Want = Result<Option<(&'static str, &'static str, Sampling)>, B3Error>;
 
     struct Row {
         headers: Vec<(&'static str, &'static str)>,
@@ -275,52 +331,69 @@ mod tests {
         reason: &'static str,
     }
 
+    /// The sampling state a context carries (and checks the flags agree with it).
+    fn sampling_of(c: &SpanContext) -> Sampling {
+        let s = match (c.deferred, c.debug, c.is_sampled()) {
+            (true, _, _) => Sampling::Defer,
+            (false, true, _) => Sampling::Debug,
+            (false, false, true) => Sampling::Accept,
+            (false, false, false) => Sampling::Deny,
+        };
+        assert_eq!(
+            c.is_sampled(),
+            matches!(s, Sampling::Accept | Sampling::Debug),
+            "debug sets the sampled flag; defer leaves it clear"
+        );
+        s
+    }
+
     fn got(
         r: Result<Option<SpanContext>, B3Error>,
-    ) -> Result<Option<(String, String, bool)>, B3Error> {
+    ) -> Result<Option<(String, String, Sampling)>, B3Error> {
         r.map(|o| {
             o.map(|c| {
                 (
                     c.trace_id.to_string(),
                     c.span_id.to_string(),
-                    c.is_sampled(),
+                    sampling_of(&c),
                 )
             })
         })
     }
 
-    fn want(w: Want) -> Result<Option<(String, String, bool)>, B3Error> {
+    fn want(w: Want) -> Result<Option<(String, String, Sampling)>, B3Error> {
         w.map(|o| o.map(|(t, s, b)| (t.to_string(), s.to_string(), b)))
     }
 
     #[test]
     fn b3_single_rows() {
         use B3Error::*;
+        use Sampling::*;
         let full = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90";
         for row in [
             Row {
                 headers: vec![(B3, full)],
-                want: Ok(Some((TRACE, SPAN, true))),
+                want: Ok(Some((TRACE, SPAN, Accept))),
                 reason: "Single Header: all four fields",
             },
             Row {
                 headers: vec![(B3, "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-0")],
-                want: Ok(Some((TRACE, SPAN, false))),
+                want: Ok(Some((TRACE, SPAN, Deny))),
                 reason: "Sampling State: 0 is deny",
             },
             Row {
                 headers: vec![(B3, "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-d")],
-                want: Ok(Some((TRACE, SPAN, true))),
+                want: Ok(Some((TRACE, SPAN, Debug))),
                 reason: "Debug Flag: d implies accept",
             },
             Row {
                 headers: vec![(B3, "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1")],
-                want: Ok(Some((TRACE, SPAN, true))),
-                reason: "Sampling State: absent is defer, decided here as a new trace",
+                want: Ok(Some((TRACE, SPAN, Defer))),
+                reason: "Sampling State: absent is defer, this hop's sampler decides",
             },
             Row {
                 headers: vec![(B3, "64fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
-                want: Ok(Some(("000000000000000064fe8b2a57d3eff7", SPAN, true))),
+                want: Ok(Some(("000000000000000064fe8b2a57d3eff7", SPAN, Accept))),
                 reason: "TraceId: 64-bit id left-padded",
             },
             Row {
@@ -403,6 +476,7 @@ mod tests {
     #[test]
     fn b3_multi_rows() {
         use B3Error::*;
+        use Sampling::*;
         for row in [
             Row {
                 headers: vec![
@@ -411,7 +485,7 @@ mod tests {
                     (X_B3_SAMPLED, "1"),
                     (X_B3_PARENTSPANID, PARENT),
                 ],
-                want: Ok(Some((TRACE, SPAN, true))),
+                want: Ok(Some((TRACE, SPAN, Accept))),
                 reason: "Multiple Headers: all of them",
             },
             Row {
@@ -420,7 +494,7 @@ mod tests {
                     (X_B3_SPANID, SPAN),
                     (X_B3_SAMPLED, "0"),
                 ],
-                want: Ok(Some((TRACE, SPAN, false))),
+                want: Ok(Some((TRACE, SPAN, Deny))),
                 reason: "Sampling State: 0 is deny",
             },
             Row {
@@ -429,7 +503,7 @@ mod tests {
                     (X_B3_SPANID, SPAN),
                     (X_B3_SAMPLED, "false"),
                 ],
-                want: Ok(Some((TRACE, SPAN, false))),
+                want: Ok(Some((TRACE, SPAN, Deny))),
                 reason: "Sampling State: accept false from older tracers",
             },
             Row {
@@ -438,7 +512,7 @@ mod tests {
                     (X_B3_SPANID, SPAN),
                     (X_B3_SAMPLED, "true"),
                 ],
-                want: Ok(Some((TRACE, SPAN, true))),
+                want: Ok(Some((TRACE, SPAN, Accept))),
                 reason: "Sampling State: accept true from older tracers",
             },
             Row {
@@ -447,13 +521,13 @@ mod tests {
                     (X_B3_SPANID, SPAN),
                     (X_B3_FLAGS, "1"),
                 ],
-                want: Ok(Some((TRACE, SPAN, true))),
+                want: Ok(Some((TRACE, SPAN, Debug))),
                 reason: "Debug Flag: X-B3-Flags 1 implies accept",
             },
             Row {
                 headers: vec![(X_B3_TRACEID, TRACE), (X_B3_SPANID, SPAN)],
-                want: Ok(Some((TRACE, SPAN, true))),
-                reason: "Sampling State: absent is defer",
+                want: Ok(Some((TRACE, SPAN, Defer))),
+                reason: "Sampling State: absent is defer, this hop's sampler decides",
             },
             Row {
                 headers: vec![(X_B3_SAMPLED, "0")],
@@ -480,8 +554,28 @@ mod tests {
                     (X_B3_SPANID, SPAN),
                     (X_B3_FLAGS, "2"),
                 ],
-                want: Err(BadFlags),
-                reason: "Debug Flag: only 1",
+                want: Ok(Some((TRACE, SPAN, Defer))),
+                reason: "Debug Flag: any value but 1 can be ignored",
+            },
+            Row {
+                headers: vec![
+                    (X_B3_TRACEID, TRACE),
+                    (X_B3_SPANID, SPAN),
+                    (X_B3_SAMPLED, "1"),
+                    (X_B3_FLAGS, "0"),
+                ],
+                want: Ok(Some((TRACE, SPAN, Accept))),
+                reason: "Debug Flag: X-B3-Flags 0 is accepted (not debug)",
+            },
+            Row {
+                headers: vec![
+                    (X_B3_TRACEID, TRACE),
+                    (X_B3_SPANID, SPAN),
+                    (X_B3_SAMPLED, "0"),
+                    (X_B3_FLAGS, "1"),
+                ],
+                want: Ok(Some((TRACE, SPAN, Debug))),
+                reason: "Debug Flag: debug implies accept, over X-B3-Sampled: 0",
             },
             Row {
                 headers: vec![
@@ -500,6 +594,121 @@ mod tests {
         ] {
             let h = Headers::new(&row.headers);
             assert_eq!(got(extract_multi(&h)), want(row.want), "{}", row.reason);
+        }
+    }
+
+    /// `extract`: both forms, whichever propagator is listed; the single header first.
+    #[test]
+    fn b3_either_form_rows() {
+        use Sampling::*;
+        let other = "0af7651916cd43dd8448eb211c80319c";
+        let single = "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1";
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            Vec<(&str, &str)>,
+            Option<(&str, Sampling)>,
+            Option<B3Error>,
+            &str,
+        )> = vec![
+            (
+                vec![(B3, single)],
+                Some((TRACE, Accept)),
+                None,
+                "single alone",
+            ),
+            (
+                vec![
+                    (X_B3_TRACEID, TRACE),
+                    (X_B3_SPANID, SPAN),
+                    (X_B3_FLAGS, "1"),
+                ],
+                Some((TRACE, Debug)),
+                None,
+                "multi alone (the b3 propagator reads it too)",
+            ),
+            (
+                vec![(B3, single), (X_B3_TRACEID, other), (X_B3_SPANID, SPAN)],
+                Some((TRACE, Accept)),
+                None,
+                "B3 Extract: the single-header variant takes precedence",
+            ),
+            (
+                vec![
+                    (B3, "garbage-x"),
+                    (X_B3_TRACEID, other),
+                    (X_B3_SPANID, SPAN),
+                ],
+                Some((other, Defer)),
+                Some(B3Error::BadTraceId),
+                "an invalid single header falls back to the multi headers, and is counted",
+            ),
+            (
+                vec![(B3, "0")],
+                None,
+                None,
+                "sampling state alone: no context",
+            ),
+            (vec![], None, None, "nothing"),
+        ];
+        for (headers, want, error, reason) in rows {
+            let h = Headers::new(&headers);
+            let (ctx, e) = extract(&h);
+            let got = ctx.map(|c| (c.trace_id.to_string(), sampling_of(&c)));
+            assert_eq!(got, want.map(|(t, s)| (t.to_string(), s)), "{reason}");
+            assert_eq!(e, error, "{reason}");
+        }
+    }
+
+    /// `inject`: what goes out for each outgoing state, in each form.
+    #[test]
+    fn b3_inject_rows() {
+        let trace = crate::ids::TraceId::from_hex(TRACE).unwrap();
+        let span = SpanId::from_hex(SPAN).unwrap();
+        let ctx = |flags: u8, debug: bool| SpanContext {
+            debug,
+            ..SpanContext::new(trace, span, flags, None)
+        };
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(SpanContext, &str, Vec<(&str, &str)>, &str)> = vec![
+            (ctx(1, false), "1", vec![(X_B3_SAMPLED, "1")], "accept"),
+            (ctx(0, false), "0", vec![(X_B3_SAMPLED, "0")], "deny"),
+            (
+                ctx(1, true),
+                "d",
+                vec![(X_B3_FLAGS, "1")],
+                "B3 Extract: MUST preserve a debug flag; multi: X-B3-Flags without X-B3-Sampled",
+            ),
+            (
+                ctx(0, true),
+                "0",
+                vec![(X_B3_SAMPLED, "0")],
+                "debug but not recorded here: the decision sent is ours (as in traceparent)",
+            ),
+        ];
+        for (c, state, multi, reason) in rows {
+            let mut h = Headers::new(&[(X_B3_PARENTSPANID, PARENT), (X_B3_FLAGS, "1")]);
+            inject(&c, true, true, &mut h);
+            assert_eq!(
+                h.0.iter()
+                    .find(|(k, _)| k == B3)
+                    .map(|(_, v)| String::from_utf8_lossy(v).to_string()),
+                Some(format!("{TRACE}-{SPAN}-{state}")),
+                "{reason}"
+            );
+            let mut want = vec![(X_B3_TRACEID, TRACE), (X_B3_SPANID, SPAN)];
+            want.extend(multi);
+            let mut got: Vec<(String, String)> =
+                h.0.iter()
+                    .filter(|(k, _)| k != B3)
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).to_string()))
+                    .collect();
+            got.sort();
+            let mut want: Vec<(String, String)> = want
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            want.sort();
+            assert_eq!(got, want, "{reason}: no parent span id, no stale flags");
         }
     }
 
@@ -538,6 +747,11 @@ mod tests {
                 reason: "Debug Flag: X-B3-Flags alone",
             },
             SamplingRow {
+                headers: vec![(X_B3_FLAGS, "0")],
+                want: None,
+                reason: "Debug Flag: X-B3-Flags 0 alone decides nothing",
+            },
+            SamplingRow {
                 headers: vec![(X_B3_SAMPLED, "0"), (X_B3_TRACEID, TRACE)],
                 want: None,
                 reason: "Multiple Headers: ids present, not sampling-only",
@@ -554,7 +768,7 @@ mod tests {
             },
         ] {
             let h = Headers::new(&row.headers);
-            assert_eq!(sampling_only(&h, true, true), row.want, "{}", row.reason);
+            assert_eq!(sampling_only(&h), row.want, "{}", row.reason);
         }
     }
 }

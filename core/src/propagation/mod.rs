@@ -20,7 +20,7 @@ pub mod w3c;
 pub use b3::B3Error;
 pub use response::ResponseTraceHeader;
 pub use tracestate::{parse_tracestate, TracestateError, MAX_TRACESTATE_MEMBERS};
-pub use trust::{incoming, Incoming, Problem, Trust};
+pub use trust::{incoming, Incoming, Problem, Trust, UntrustedBaggage};
 pub use w3c::{format_traceparent, parse_traceparent, TraceparentError, TRACEPARENT, TRACESTATE};
 
 use crate::ids::{SpanId, TraceId};
@@ -52,9 +52,39 @@ pub struct SpanContext {
     pub flags: u8,
     /// Normalised `tracestate` (members joined by `,`), only when valid and non-empty.
     pub trace_state: Option<String>,
+    /// B3 "Debug Flag" (`b3: …-d`, `x-b3-flags: 1`): implies sampled ([`FLAG_SAMPLED`] is set
+    /// with it, OTel propagators spec "B3 Extract": "MUST set the sampled trace flag when the
+    /// debug flag is set") and is sent on as debug ("MUST preserve a debug trace flag").
+    pub debug: bool,
+    /// B3 "Sampling State" left out ("defer"): the caller decided nothing, the sampled bit of
+    /// `flags` means nothing, and this hop's sampler decides as for a trace it starts.
+    pub deferred: bool,
 }
 
 impl SpanContext {
+    /// A context with W3C `flags` and no B3 sampling extras (not debug, not deferred).
+    pub fn new(
+        trace_id: TraceId,
+        span_id: SpanId,
+        flags: u8,
+        trace_state: Option<String>,
+    ) -> SpanContext {
+        SpanContext {
+            trace_id,
+            span_id,
+            flags,
+            trace_state,
+            debug: false,
+            deferred: false,
+        }
+    }
+
+    /// The caller's sampling decision: `None` when it deferred it to us (B3 without a
+    /// sampling state).
+    pub fn caller_decision(&self) -> Option<bool> {
+        (!self.deferred).then(|| self.is_sampled())
+    }
+
     pub fn is_sampled(&self) -> bool {
         self.flags & FLAG_SAMPLED != 0
     }
@@ -68,9 +98,9 @@ impl SpanContext {
 pub enum Propagator {
     /// `tracecontext`: W3C `traceparent` + `tracestate`.
     TraceContext,
-    /// `b3`: the single `b3` header.
+    /// `b3`: B3, written as the single `b3` header (both B3 forms are read).
     B3,
-    /// `b3multi`: the `x-b3-*` headers.
+    /// `b3multi`: B3, written as the `x-b3-*` headers (both B3 forms are read).
     B3Multi,
 }
 
@@ -102,6 +132,8 @@ pub struct Settings {
     /// Extraction priority order; every one listed is injected.
     pub propagators: Vec<Propagator>,
     pub trust: Trust,
+    /// `untrusted_baggage` (meaningful with `trust: untrusted` only).
+    pub untrusted_baggage: UntrustedBaggage,
     pub response_trace_header: ResponseTraceHeader,
 }
 
@@ -111,6 +143,7 @@ impl Default for Settings {
         Settings {
             propagators: vec![Propagator::TraceContext],
             trust: Trust::Trusted,
+            untrusted_baggage: UntrustedBaggage::Drop,
             response_trace_header: ResponseTraceHeader::Off,
         }
     }
@@ -132,18 +165,18 @@ pub enum Found {
 
 /// Extracts with one propagator.
 pub fn extract_one(p: Propagator, carrier: &dyn Extractor) -> Found {
-    let b3 = |r: Result<Option<SpanContext>, B3Error>| match r {
-        Ok(None) => Found::Nothing,
-        Ok(Some(ctx)) => Found::Context {
-            ctx,
-            problems: Vec::new(),
-        },
-        Err(e) => Found::Invalid(Problem::B3(e)),
-    };
     match p {
         Propagator::TraceContext => extract_tracecontext(carrier),
-        Propagator::B3 => b3(b3::extract_single(carrier)),
-        Propagator::B3Multi => b3(b3::extract_multi(carrier)),
+        // OTel propagators spec, "B3 Extract": "MUST attempt to extract B3 encoded using
+        // single and multi-header formats", whichever B3 propagator is configured.
+        Propagator::B3 | Propagator::B3Multi => match b3::extract(carrier) {
+            (Some(ctx), _) => Found::Context {
+                ctx,
+                problems: Vec::new(),
+            },
+            (None, Some(e)) => Found::Invalid(Problem::B3(e)),
+            (None, None) => Found::Nothing,
+        },
     }
 }
 
@@ -155,7 +188,16 @@ pub fn extract(
     carrier: &dyn Extractor,
 ) -> (Option<SpanContext>, Vec<Problem>) {
     let mut problems = Vec::new();
+    let mut b3_tried = false;
     for p in propagators {
+        // `b3` and `b3multi` read the same headers (both forms): tried once, where the first
+        // of them is listed.
+        if matches!(p, Propagator::B3 | Propagator::B3Multi) {
+            if b3_tried {
+                continue;
+            }
+            b3_tried = true;
+        }
         match extract_one(*p, carrier) {
             Found::Nothing => {}
             Found::Invalid(problem) => problems.push(problem),
@@ -204,12 +246,7 @@ fn extract_tracecontext(carrier: &dyn Extractor) -> Found {
         }
     };
     Found::Context {
-        ctx: SpanContext {
-            trace_id,
-            span_id,
-            flags,
-            trace_state,
-        },
+        ctx: SpanContext::new(trace_id, span_id, flags, trace_state),
         problems,
     }
 }
@@ -231,6 +268,24 @@ pub fn inject(propagators: &[Propagator], ctx: &SpanContext, carrier: &mut dyn I
     if single || multi {
         b3::inject(ctx, single, multi, carrier);
     }
+}
+
+/// Writes this hop's context upstream per `settings`: at an untrusted edge every context
+/// header the client sent is removed first ([`trust::strip`]), then the listed formats are
+/// written ([`inject`]).
+pub fn outgoing(settings: &Settings, ctx: &SpanContext, carrier: &mut dyn Injector) {
+    if settings.trust == Trust::Untrusted {
+        trust::strip(carrier, &settings.propagators, settings.untrusted_baggage);
+    }
+    inject(&settings.propagators, ctx, carrier);
+}
+
+/// Whether the B3 debug flag goes on with this hop's context: when the caller sent it and the
+/// trace is recorded here (debug means "sampled"; a sampler that ignores callers, such as
+/// `always_off` or `traceidratio`, may still say no, and then `0` goes out, as in
+/// `traceparent`). At an untrusted edge there is no parent, so never.
+pub fn outgoing_debug(parent: Option<&SpanContext>, recorded: bool) -> bool {
+    recorded && parent.is_some_and(|p| p.debug)
 }
 
 /// The trace-flags we send and record for a trace: sampled when `recorded`; random trace id

@@ -130,12 +130,12 @@ fn tracestate_only_with_a_valid_traceparent() {
 }
 
 fn ctx(flags: u8, trace_state: Option<&str>) -> SpanContext {
-    SpanContext {
-        trace_id: TraceId::from_hex(TRACE).unwrap(),
-        span_id: SpanId::from_hex(SPAN).unwrap(),
+    SpanContext::new(
+        TraceId::from_hex(TRACE).unwrap(),
+        SpanId::from_hex(SPAN).unwrap(),
         flags,
-        trace_state: trace_state.map(str::to_string),
-    }
+        trace_state.map(str::to_string),
+    )
 }
 
 struct InjectRow {
@@ -213,6 +213,77 @@ fn injection_rows() {
     }
 }
 
+/// `outgoing` at an untrusted edge: every context header the client sent is gone, whatever
+/// `propagators` lists; `baggage` per `untrusted_baggage`.
+#[test]
+fn untrusted_outgoing_rows() {
+    let client = vec![
+        (
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        ),
+        ("tracestate", "evil=1"),
+        ("b3", "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1"),
+        ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+        ("x-b3-spanid", "b7ad6b7169203331"),
+        ("x-b3-sampled", "1"),
+        ("x-b3-flags", "1"),
+        ("baggage", "k=v"),
+        ("x-other", "kept"),
+    ];
+    let tp = format!("00-{TRACE}-{SPAN}-03");
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(Vec<Propagator>, UntrustedBaggage, Vec<(&str, String)>, &str)> = vec![
+        (
+            vec![P_TC],
+            UntrustedBaggage::Drop,
+            vec![("x-other", "kept".into()), ("traceparent", tp.clone())],
+            "tracecontext only: both B3 forms and baggage removed too",
+        ),
+        (
+            vec![P_B3],
+            UntrustedBaggage::Drop,
+            vec![
+                ("x-other", "kept".into()),
+                ("b3", format!("{TRACE}-{SPAN}-1")),
+            ],
+            "b3 only: traceparent and tracestate removed, not passed through",
+        ),
+        (
+            vec![P_TC, P_B3M],
+            UntrustedBaggage::Keep,
+            vec![
+                ("baggage", "k=v".into()),
+                ("x-other", "kept".into()),
+                ("traceparent", tp.clone()),
+                ("x-b3-traceid", TRACE.into()),
+                ("x-b3-spanid", SPAN.into()),
+                ("x-b3-sampled", "1".into()),
+            ],
+            "untrusted_baggage: keep passes baggage on; the client's debug flag is gone",
+        ),
+    ];
+    for (propagators, baggage, want, reason) in rows {
+        let settings = Settings {
+            propagators,
+            trust: Trust::Untrusted,
+            untrusted_baggage: baggage,
+            ..Settings::default()
+        };
+        let mut h = Headers::new(&client);
+        outgoing(&settings, &ctx(0x03, None), &mut h);
+        let got: Vec<(String, String)> =
+            h.0.iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(got, want, "{reason}");
+    }
+}
+
 struct FlagsRow {
     parent_flags: Option<u8>,
     recorded: bool,
@@ -274,7 +345,7 @@ struct TrustRow {
     trust: Trust,
     headers: Vec<(&'static str, &'static str)>,
     parent: bool,
-    link: bool,
+    links: usize,
     reason: &'static str,
 }
 
@@ -285,34 +356,66 @@ fn trust_rows() {
             trust: Trust::Trusted,
             headers: vec![("traceparent", TP)],
             parent: true,
-            link: false,
+            links: 0,
             reason: "trusted: continue the incoming context",
         },
         TrustRow {
             trust: Trust::Untrusted,
             headers: vec![("traceparent", TP)],
             parent: false,
-            link: true,
+            links: 1,
             reason: "untrusted: new trace, incoming context as a link",
         },
         TrustRow {
             trust: Trust::Untrusted,
             headers: vec![("traceparent", "garbage")],
             parent: false,
-            link: false,
+            links: 0,
             reason: "untrusted: an invalid context is not even linked",
         },
         TrustRow {
             trust: Trust::Untrusted,
             headers: vec![],
             parent: false,
-            link: false,
+            links: 0,
             reason: "untrusted: nothing incoming",
+        },
+        TrustRow {
+            trust: Trust::Untrusted,
+            headers: vec![
+                ("traceparent", TP),
+                ("b3", "0af7651916cd43dd8448eb211c80319c-e457b5a2e4d86bd1-1"),
+                ("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+                ("x-b3-sampled", "1"),
+            ],
+            parent: false,
+            links: 3,
+            reason: "untrusted: every format is read (B3 not listed too), each valid one linked",
+        },
+        TrustRow {
+            trust: Trust::Untrusted,
+            headers: vec![
+                ("b3", "0af7651916cd43dd8448eb211c80319c-e457b5a2e4d86bd1-1"),
+                ("x-b3-traceid", "0af7651916cd43dd8448eb211c80319c"),
+                ("x-b3-spanid", "e457b5a2e4d86bd1"),
+            ],
+            parent: false,
+            links: 1,
+            reason: "untrusted: the same context in both B3 forms is one link",
         },
     ] {
         let got = incoming(&[P_TC], row.trust, &Headers::new(&row.headers));
         assert_eq!(got.parent.is_some(), row.parent, "{}", row.reason);
-        assert_eq!(got.link.is_some(), row.link, "{}", row.reason);
+        assert_eq!(got.links.len(), row.links, "{}", row.reason);
+        if row.trust == Trust::Untrusted {
+            assert_eq!(
+                got.caller_sampled(),
+                None,
+                "{}: the caller decides nothing",
+                row.reason
+            );
+        }
     }
 }
 
@@ -391,7 +494,8 @@ mod properties {
             ]);
             let _ = extract(&Propagator::ALL, &h);
             let _ = incoming(&Propagator::ALL, Trust::Trusted, &h);
-            let _ = b3::sampling_only(&h, true, true);
+            let _ = b3::sampling_only(&h);
+            let _ = incoming(&Propagator::ALL, Trust::Untrusted, &h);
         }
 
         #[test]
@@ -399,7 +503,7 @@ mod properties {
             let v = format!("00-{t}-{s}-{flags:02x}");
             if let Ok((trace_id, span_id, f)) = parse_traceparent(v.as_bytes()) {
                 prop_assert_eq!(f, flags);
-                let ctx = SpanContext { trace_id, span_id, flags: f, trace_state: None };
+                let ctx = SpanContext::new(trace_id, span_id, f, None);
                 let out = format_traceparent(&ctx);
                 prop_assert_eq!(parse_traceparent(out.as_bytes()), Ok((trace_id, span_id, f & 0x03)));
                 prop_assert_eq!(out, format!("00-{t}-{s}-{:02x}", flags & 0x03));
@@ -422,12 +526,12 @@ mod properties {
 
         #[test]
         fn b3_format_extract_round_trips(t in hex(32), s in hex(16), sampled in any::<bool>()) {
-            let c = SpanContext {
-                trace_id: crate::ids::TraceId::from_hex(&t).unwrap_or_default(),
-                span_id: crate::ids::SpanId::from_hex(&s).unwrap_or_default(),
-                flags: u8::from(sampled),
-                trace_state: None,
-            };
+            let c = SpanContext::new(
+                crate::ids::TraceId::from_hex(&t).unwrap_or_default(),
+                crate::ids::SpanId::from_hex(&s).unwrap_or_default(),
+                u8::from(sampled),
+                None,
+            );
             prop_assume!(c.trace_id.is_valid() && c.span_id.is_valid());
             let mut h = Headers(Vec::new());
             b3::inject(&c, true, true, &mut h);

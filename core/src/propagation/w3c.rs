@@ -314,12 +314,12 @@ mod tests {
                 reason: "§3.2.2.5 unknown flags are written as zero",
             },
         ] {
-            let ctx = SpanContext {
-                trace_id: TraceId::from_hex(TRACE).unwrap(),
-                span_id: SpanId::from_hex(SPAN).unwrap(),
-                flags: row.flags,
-                trace_state: None,
-            };
+            let ctx = SpanContext::new(
+                TraceId::from_hex(TRACE).unwrap(),
+                SpanId::from_hex(SPAN).unwrap(),
+                row.flags,
+                None,
+            );
             assert_eq!(
                 format_traceparent(&ctx),
                 format!("00-{TRACE}-{SPAN}-{}", row.want),

@@ -82,8 +82,13 @@ impl Completion {
     }
 
     /// The request failed: a 5xx, no response at all, or an upstream failure. What
-    /// `sampler_keep_errors` keeps.
+    /// `sampler_keep_errors` keeps. A client that reset its stream or closed its connection
+    /// before a 5xx was sent (status 0, `DR`/`DC`) is not a failure of ours: the upstream
+    /// call it cut short shows as reset only because the client left.
     pub fn is_failure(&self) -> bool {
+        if status::client_gave_up(self.flags) && self.status < 500 {
+            return false;
+        }
         self.status >= 500 || self.status == 0 || status::upstream_failed(self.flags)
     }
 

@@ -22,10 +22,17 @@ pub struct ActiveRequest {
     pub trace_state: Option<String>,
     /// W3C trace-flags of this trace as we send and record them (sampled, random trace id).
     pub trace_flags: u8,
-    /// `trust: untrusted`: the incoming context, linked from our first span, not continued.
-    pub link: Option<SpanContext>,
-    /// `response_trace_header`: (name, value, replace) for the response headers.
+    /// `trust: untrusted`: the incoming contexts, linked from our first span, not continued.
+    pub links: Vec<SpanContext>,
+    /// The B3 debug flag goes on upstream ([`propagation::outgoing_debug`]).
+    pub debug: bool,
+    /// `response_trace_header`: (name, value, replace) for the response headers, as decided
+    /// at start; see [`ActiveRequest::response_header_for`].
     pub response_header: Option<(&'static str, String, bool)>,
+    /// The span the response header names (SERVER, else CLIENT).
+    pub(super) hop_span_id: Option<SpanId>,
+    /// The filter's own export request (upstream-filter placement): never traced or counted.
+    pub(super) own_export: bool,
     pub parent_span_id: Option<SpanId>,
     /// The SERVER span (gateway, inbound sidecar).
     pub server_span_id: Option<SpanId>,
@@ -107,8 +114,11 @@ impl ActiveRequest {
             trace_id,
             trace_state: parent.and_then(|p| p.trace_state.clone()),
             trace_flags: propagation::outgoing_flags(parent, recorded),
-            link: incoming.link.clone(),
+            links: incoming.links.clone(),
+            debug: propagation::outgoing_debug(parent, recorded),
             response_header: None,
+            hop_span_id: None,
+            own_export: false,
             parent_span_id: parent.map(|p| p.span_id),
             server_span_id,
             client: None,
@@ -132,18 +142,51 @@ impl ActiveRequest {
     pub(super) fn passthrough() -> ActiveRequest {
         let none = propagation::Incoming {
             parent: None,
-            link: None,
+            links: Vec::new(),
             sampling_hint: None,
             problems: Vec::new(),
         };
-        ActiveRequest::traced(false, TraceId::default(), &none, None)
+        ActiveRequest {
+            own_export: true,
+            ..ActiveRequest::traced(false, TraceId::default(), &none, None)
+        }
+    }
+
+    /// The response trace header to write once the response status is known: the one decided
+    /// at start, except that a request `sampler_keep_errors` will keep (a 5xx) says so
+    /// (`-01`), as its exported spans do.
+    pub fn response_header_for(
+        &self,
+        config: &Config,
+        status: Option<u16>,
+    ) -> Option<(&'static str, String, bool)> {
+        match (self.may_be_kept(config), status, self.hop_span_id) {
+            (true, Some(500..), Some(span_id)) => {
+                let ctx = SpanContext::new(
+                    self.trace_id,
+                    span_id,
+                    self.trace_flags | propagation::FLAG_SAMPLED,
+                    None,
+                );
+                propagation::response::header(config.propagation.response_trace_header, &ctx)
+            }
+            _ => self.response_header.clone(),
+        }
+    }
+
+    /// Unrecorded, but `sampler_keep_errors` records it if it fails.
+    pub fn may_be_kept(&self, config: &Config) -> bool {
+        !self.recorded && config.keep_errors && !self.own_export
     }
 
     /// True when the log phase must read Envoy's completion: the request was sampled, it may
     /// still be kept because it failed (`sampler_keep_errors`), or its call is counted
     /// (`call_metrics`).
     pub fn wants_completion(&self, config: &Config) -> bool {
-        self.recorded || config.keep_errors || (config.call_metrics && self.client.is_some())
+        !self.own_export
+            && (self.recorded
+                || config.keep_errors
+                || (config.call_metrics && self.client.is_some()))
     }
 
     /// The response's end of stream reached this filter: the upstream call is over. The CLIENT

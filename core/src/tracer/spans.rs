@@ -4,12 +4,14 @@
 //! attributes, events and status are decided here.
 
 use super::completion::{Completion, VIA_UPSTREAM};
+
 use super::request::{ActiveRequest, ClientCall};
+use crate::config::limits::cap_tracestate;
 use crate::config::{Config, Semconv};
 use crate::host::Stats;
 use crate::ids::SpanId;
 use crate::metrics::Counter;
-use crate::otlp::writer::{Attrs, Head, Kind, SpanWriter};
+use crate::otlp::writer::{Attrs, Head, Kind, LimitHits, Limits, SpanWriter};
 use crate::otlp::SpanFlags;
 use crate::propagation::{SpanContext, FLAG_RANDOM, FLAG_SAMPLED};
 use crate::route::Route;
@@ -27,16 +29,38 @@ fn base_flags(req: &ActiveRequest) -> u32 {
 
 /// A span link to an incoming context that was not continued (`trust: untrusted`): its ids,
 /// tracestate, sampled and random flags, and "the linked span is remote" (bits 8 and 9).
-fn write_link(w: &mut SpanWriter<'_>, ctx: &SpanContext) {
+fn write_link(config: &Config, w: &mut SpanWriter<'_>, ctx: &SpanContext) {
     let flags = SpanFlags::ContextHasIsRemoteMask as u32
         | SpanFlags::ContextIsRemoteMask as u32
         | u32::from(ctx.flags & (FLAG_SAMPLED | FLAG_RANDOM));
     w.link(
         &ctx.trace_id.0,
         &ctx.span_id.0,
-        ctx.trace_state.as_deref().unwrap_or(""),
+        cap_tracestate(
+            ctx.trace_state.as_deref().unwrap_or(""),
+            config.span_limits.tracestate_length,
+        ),
         flags,
     );
+}
+
+/// `span_limits` as the span writer takes them.
+fn writer_limits(config: &Config) -> Limits {
+    let l = &config.span_limits;
+    Limits {
+        attribute_value_length: l.attribute_value_length,
+        attribute_count: l.attribute_count,
+        event_count: l.event_count,
+        link_count: l.link_count,
+    }
+}
+
+/// Counts what the span limits did to one span (`span_limits_applied`).
+fn count_hits(stats: &dyn Stats, hits: LimitHits) {
+    let n = u64::from(hits.truncated) + u64::from(hits.dropped);
+    if n > 0 {
+        stats.add(Counter::SpanLimitsApplied, n);
+    }
 }
 /// Bit 9: the parent is remote (it came from another process).
 const PARENT_IS_REMOTE: u32 = SpanFlags::ContextIsRemoteMask as u32;
@@ -52,7 +76,12 @@ pub fn finish(
     out: &mut Vec<u8>,
 ) -> usize {
     if !req.recorded {
+        // With `sampler_keep_errors` the decision is final only now: a request is counted
+        // once, as kept or as not sampled (start leaves the count to here).
         if !(config.keep_errors && done.is_failure()) {
+            if config.keep_errors {
+                stats.add(Counter::RequestsNotSampled, 1);
+            }
             return 0;
         }
         stats.add(Counter::RequestsKeptForError, 1);
@@ -60,7 +89,7 @@ pub fn finish(
     let mut n = 0;
     let route = req.route.and_then(|i| config.routes.routes.get(i));
     if let Some(server_id) = req.server_span_id {
-        server_span(
+        let hits = server_span(
             config,
             req,
             done,
@@ -68,6 +97,7 @@ pub fn finish(
             route.map(|r| r.template.as_str()),
             out,
         );
+        count_hits(stats, hits);
         n += 1;
     }
     if let Some(call) = &req.client {
@@ -78,7 +108,8 @@ pub fn finish(
             responded || status::upstream_failed(done.flags) || done.upstream_address.is_some();
         if attempted {
             let parent = req.server_span_id.or(req.parent_span_id);
-            client_span(config, req, done, responded, call, parent, route, out);
+            let hits = client_span(config, req, done, responded, call, parent, route, out);
+            count_hits(stats, hits);
             n += 1;
         }
     }
@@ -145,7 +176,7 @@ fn server_span(
     id: SpanId,
     route: Option<&str>,
     out: &mut Vec<u8>,
-) {
+) -> LimitHits {
     let method = req.method.for_name();
     let name: &[&str] = match route {
         Some(r) => &[method, r],
@@ -156,14 +187,18 @@ fn server_span(
         &Head {
             trace_id: &req.trace_id.0,
             span_id: &id.0,
-            trace_state: req.trace_state.as_deref().unwrap_or(""),
+            trace_state: cap_tracestate(
+                req.trace_state.as_deref().unwrap_or(""),
+                config.span_limits.tracestate_length,
+            ),
             parent_span_id: req.parent_span_id.as_ref().map(|p| &p.0),
             name,
             kind: Kind::Server,
             start_ns: req.start_ns,
             end_ns: done.end_ns.max(req.start_ns),
         },
-    );
+    )
+    .with_limits(writer_limits(config));
     let outcome = status::server_outcome(done.status);
     let flags = status::flags_to_string(done.flags);
     let mut a = w.attrs();
@@ -222,8 +257,8 @@ fn server_span(
     if let Some(t) = &outcome.error_type {
         a.str(sc::ERROR_TYPE, t);
     }
-    if let Some(link) = &req.link {
-        write_link(&mut w, link);
+    for link in &req.links {
+        write_link(config, &mut w, link);
     }
     finish_status(config, &mut w, &outcome, done.status != 0);
     w.finish(
@@ -233,7 +268,7 @@ fn server_span(
             } else {
                 0
             },
-    );
+    )
 }
 
 /// ERROR status with its description; under `semconv: stable` the description stays empty
@@ -255,7 +290,7 @@ fn client_span(
     parent: Option<SpanId>,
     route: Option<&Route>,
     out: &mut Vec<u8>,
-) {
+) -> LimitHits {
     let label = call.target.service_label();
     let upstream_path = done.upstream_path.as_deref().map(strip_query);
     let template = config.routes.upstream_template(route, upstream_path);
@@ -274,14 +309,18 @@ fn client_span(
         &Head {
             trace_id: &req.trace_id.0,
             span_id: &call.span_id.0,
-            trace_state: req.trace_state.as_deref().unwrap_or(""),
+            trace_state: cap_tracestate(
+                req.trace_state.as_deref().unwrap_or(""),
+                config.span_limits.tracestate_length,
+            ),
             parent_span_id: parent.as_ref().map(|p| &p.0),
             name,
             kind: Kind::Client,
             start_ns: req.start_ns,
             end_ns,
         },
-    );
+    )
+    .with_limits(writer_limits(config));
     let outcome = status::client_outcome(done.status, responded, done.flags, &done.code_details);
     let flags = status::flags_to_string(done.flags);
     let service = call.target.service.as_str();
@@ -367,8 +406,8 @@ fn client_span(
         });
     }
     if req.server_span_id.is_none() {
-        if let Some(link) = &req.link {
-            write_link(&mut w, link);
+        for link in &req.links {
+            write_link(config, &mut w, link);
         }
     }
     finish_status(config, &mut w, &outcome, responded);
@@ -379,5 +418,5 @@ fn client_span(
             } else {
                 0
             },
-    );
+    )
 }

@@ -47,9 +47,14 @@ impl propagation::Extractor for StartHeaders {
 /// - not `sampler_keep_errors` (an unrecorded request may still become spans) nor
 ///   `call_metrics` (every call is counted by cluster);
 /// - `propagators` is `tracecontext` alone (B3 reads and removes other headers);
-/// - not the upstream-filter placement (an attempt is numbered from its headers).
+/// - `trust` is `trusted` (an untrusted edge reads and removes every format);
+/// - not the upstream-filter placement (an attempt is numbered from its headers), nor a
+///   gateway that leaves its CLIENT spans to it (a client's `x-envoy-original-path` is removed,
+///   see [`announce`]).
 fn lean_start(config: &Config) -> bool {
     config.mode != Mode::UpstreamFilter
+        && config.client_spans != ClientSpans::UpstreamFilter
+        && config.propagation.trust == Trust::Trusted
         && !config.keep_errors
         && !config.call_metrics
         && config.propagation.propagators == [Propagator::TraceContext]
@@ -200,8 +205,8 @@ fn incoming_context(
         }
         log::debug!("{problem}");
     }
-    if incoming.link.is_some() {
-        stats.add(Counter::IncomingContextLinked, 1);
+    if !incoming.links.is_empty() {
+        stats.add(Counter::IncomingContextLinked, incoming.links.len() as u64);
     }
     incoming
 }
@@ -230,7 +235,8 @@ fn early_route(
 }
 
 /// Stage 2: the sampling decision, by the sampler with the route's ratio (else the global
-/// one) and the caller's decision; an unrecorded request is counted.
+/// one) and the caller's decision; an unrecorded request is counted (with
+/// `sampler_keep_errors`, at log instead: it may still be kept, and is counted once).
 fn decide(
     config: &Config,
     incoming: &propagation::Incoming,
@@ -245,7 +251,7 @@ fn decide(
     let recorded = config
         .sampler
         .should_sample(incoming.caller_sampled(), trace_id, ratio);
-    if !recorded {
+    if !recorded && !config.keep_errors {
         stats.add(Counter::RequestsNotSampled, 1);
     }
     recorded
@@ -404,6 +410,23 @@ fn announce(
     if config.access_log_ids {
         expose_ids(host, req.trace_id, hop);
     }
+    // The upstream-filter placement takes the route (and a Durable Object id) from
+    // `x-envoy-original-path`. Envoy's router sets it when a route rewrites the path, but on a
+    // route without a rewrite a client's own copy reaches the upstream filters unchanged
+    // (measured with Envoy 1.40 unless `use_remote_address: true`, which strips it). The
+    // gateway runs before the router: it removes the client's, so what the upstream filter
+    // reads is Envoy's or nothing.
+    if config.mode == Mode::Gateway
+        && config.client_spans == ClientSpans::UpstreamFilter
+        && !present
+            .get_all(super::placement::ORIGINAL_PATH_HEADER)
+            .is_empty()
+    {
+        if let Err(e) = host.set_request_header(super::placement::ORIGINAL_PATH_HEADER, None) {
+            stats.add(Counter::InjectFailed, 1);
+            log::warn!("could not remove a client's x-envoy-original-path: {e}");
+        }
+    }
     if let Some(root) = hop {
         log::debug!(
             "Span Context: {{ traceId: '{}', spanId: '{}' }}",
@@ -413,17 +436,20 @@ fn announce(
     }
     if let Some((span_id, to)) = propagate {
         let ctx = SpanContext {
-            trace_id: req.trace_id,
-            span_id,
-            flags: req.trace_flags,
-            trace_state: req.trace_state.clone(),
+            debug: req.debug,
+            ..SpanContext::new(
+                req.trace_id,
+                span_id,
+                req.trace_flags,
+                req.trace_state.clone(),
+            )
         };
         let mut injector = HostInjector {
             host,
             failed: None,
             present,
         };
-        propagation::inject(&settings.propagators, &ctx, &mut injector);
+        propagation::outgoing(settings, &ctx, &mut injector);
         if let Some(e) = injector.failed {
             stats.add(Counter::InjectFailed, 1);
             log::warn!("could not write trace context to the upstream request: {e}");
@@ -435,13 +461,9 @@ fn announce(
         );
     }
     // The span the client called: SERVER, or CLIENT when there is no SERVER span.
+    req.hop_span_id = hop;
     if let Some(span_id) = hop {
-        let ctx = SpanContext {
-            trace_id: req.trace_id,
-            span_id,
-            flags: req.trace_flags,
-            trace_state: None,
-        };
+        let ctx = SpanContext::new(req.trace_id, span_id, req.trace_flags, None);
         req.response_header = propagation::response::header(settings.response_trace_header, &ctx);
     }
 }

@@ -51,6 +51,9 @@ pub struct Stream {
     req: Option<ActiveRequest>,
     /// Upstream attempt: its `:status`, once its response headers came.
     attempt_status: Option<u16>,
+    /// `sampler_keep_errors`: the response trace header for a 5xx, which the request is kept
+    /// for ([`ActiveRequest::response_header_for`]); `None` where it cannot be kept.
+    kept_header: Option<(&'static str, String, bool)>,
 }
 
 impl Stream {
@@ -70,10 +73,14 @@ impl Stream {
             }
             _ => start(config, host, stats),
         };
+        let kept_header = (req.may_be_kept(config) && req.response_header.is_some())
+            .then(|| req.response_header_for(config, Some(500)))
+            .flatten();
         Stream {
             placement,
             req: Some(req),
             attempt_status: None,
+            kept_header,
         }
     }
 
@@ -82,20 +89,30 @@ impl Stream {
         self.req.as_ref()
     }
 
-    /// Response headers: the response trace header (decided at request start) is added; an
-    /// upstream attempt notes its `:status`.
+    /// Response headers: the response trace header (decided at request start; with
+    /// `sampler_keep_errors`, a 5xx says it is kept) is added; an upstream attempt notes its
+    /// `:status`.
     pub fn response_headers(&mut self, host: &mut dyn Host, end_of_stream: bool) {
         let Some(req) = self.req.as_ref() else { return };
-        if let Some((name, value, replace)) = &req.response_header {
+        // The status is read only where it is needed.
+        let status = if self.placement == Placement::UpstreamAttempt || self.kept_header.is_some() {
+            host.response_headers()
+                .ok()
+                .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()))
+        } else {
+            None
+        };
+        let header = match (&self.kept_header, status) {
+            (Some(kept), Some(500..)) => Some(kept),
+            _ => req.response_header.as_ref(),
+        };
+        if let Some((name, value, replace)) = header {
             if let Err(e) = host.add_response_header(name, value, *replace) {
                 log::debug!("could not add the {name} response header: {e}");
             }
         }
         if self.placement == Placement::UpstreamAttempt {
-            self.attempt_status = host
-                .response_headers()
-                .ok()
-                .and_then(|h| h.get(":status").and_then(|s| s.parse::<u16>().ok()));
+            self.attempt_status = status;
         }
         if end_of_stream {
             self.response_end(host.now_nanos());

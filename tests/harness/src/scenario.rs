@@ -41,6 +41,10 @@ pub const WRITABLE_REQUEST_HEADERS: &[&str] = &[
     "x-b3-flags",
 ];
 pub const WRITABLE_RESPONSE_HEADERS: &[&str] = &["traceresponse"];
+/// Request headers the filter may only remove: a client's `baggage` at an untrusted edge
+/// (`untrusted_baggage: drop`), a client's `x-envoy-original-path` at a gateway that hands its
+/// CLIENT spans to the upstream filter.
+pub const REMOVABLE_REQUEST_HEADERS: &[&str] = &["baggage", "x-envoy-original-path"];
 
 /// Host calls the fuzzer may make fail. (`proxy_define_metric` is left out: a metric that was
 /// never defined cannot be counted, so the accounting could not be read back.)
@@ -378,7 +382,10 @@ fn check_writes(h: &Host) -> Result<(), String> {
             RESPONSE_HEADERS => WRITABLE_RESPONSE_HEADERS,
             _ => &[],
         };
-        if !allowed.contains(&name.as_str()) {
+        let removal = w.map == REQUEST_HEADERS
+            && matches!(w.op, crate::host::WriteOp::Remove)
+            && REMOVABLE_REQUEST_HEADERS.contains(&name.as_str());
+        if !allowed.contains(&name.as_str()) && !removal {
             return Err(format!("undocumented header write: {w:?}"));
         }
     }

@@ -4,7 +4,9 @@
 //! hold a request without answering) that fails the way real collectors do, as [`Mode`]
 //! says: refuse connections ([`Mode::Down`]: the listening socket is closed), accept and never
 //! answer ([`Mode::Hang`]), answer a status with an optional `Retry-After`
-//! ([`Mode::Status`]), or accept with an OTLP `partial_success` ([`Mode::PartialSuccess`]).
+//! ([`Mode::Status`]), accept with an OTLP `partial_success` ([`Mode::PartialSuccess`]), or
+//! accept only bodies up to a size and answer 413 above it, as the OpenTelemetry Collector's
+//! `confighttp` `max_request_body_size` (default 20 MiB) does ([`Mode::BodyLimit`]).
 //!
 //! Every request body is decoded strictly: `content-encoding: gzip` must be valid gzip;
 //! `application/x-protobuf` must decode as an `ExportTraceServiceRequest`;
@@ -43,7 +45,13 @@ pub enum Mode {
     /// 200 with `partial_success.rejected_spans = rejected` (the first `rejected` spans of
     /// each request are not stored).
     PartialSuccess { rejected: usize, message: String },
+    /// As [`Mode::Ok`] for bodies of at most `max_bytes` on the wire; a larger one is answered
+    /// 413 (Content Too Large) and its spans are not stored.
+    BodyLimit { max_bytes: usize },
 }
+
+/// The OpenTelemetry Collector's default `confighttp` `max_request_body_size`: 20 MiB.
+pub const COLLECTOR_DEFAULT_MAX_BODY: usize = 20 * 1024 * 1024;
 
 /// One request the collector read.
 #[derive(Debug, Clone)]
@@ -302,7 +310,15 @@ fn serve(inner: &Inner, stream: TcpStream) -> io::Result<()> {
                 }
                 return Ok(());
             }
-            Mode::Ok => {
+            Mode::BodyLimit { max_bytes } if body.len() > max_bytes => {
+                respond(
+                    &mut out,
+                    413,
+                    &[("content-type", b"text/plain")],
+                    b"request body too large",
+                )?;
+            }
+            Mode::Ok | Mode::BodyLimit { .. } => {
                 lock(&inner.state).stored.extend(span_ids);
                 let body = if json {
                     b"{}".to_vec()

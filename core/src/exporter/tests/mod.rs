@@ -10,6 +10,7 @@ mod drain;
 mod queue;
 mod request;
 mod response;
+mod size;
 
 pub(super) use super::*;
 pub(super) use crate::config::*;

@@ -441,3 +441,27 @@ fn exports_through_an_upstream_filter_are_not_traced() {
     );
     assert!(!a.req.recorded && a.req.client.is_none());
 }
+
+/// A client's `x-envoy-original-path` would name the route (and Durable Object id) of the
+/// upstream filter's spans on a route Envoy does not rewrite (Envoy 1.40 passes it on unless
+/// `use_remote_address: true`). The gateway that hands CLIENT spans to the upstream filter
+/// removes it before the router runs; other placements leave it alone.
+#[test]
+fn a_clients_original_path_header_is_removed_before_the_upstream_filter_reads_it() {
+    let cfg = config(&GATEWAY.replacen('{', r#"{"client_spans": "upstream_filter","#, 1));
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("x-envoy-original-path", "/api/cart/evil/add");
+    let r = run(&cfg, host, &answered(200));
+    assert!(
+        r.host.header_values("x-envoy-original-path").is_empty(),
+        "removed"
+    );
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("x-envoy-original-path", "/api/cart/evil/add");
+    let r = run(&config(GATEWAY), host, &answered(200));
+    assert_eq!(
+        r.host.header_values("x-envoy-original-path"),
+        vec!["/api/cart/evil/add"],
+        "the per-call gateway does not read it: untouched"
+    );
+}

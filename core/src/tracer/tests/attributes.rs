@@ -200,3 +200,36 @@ fn access_log_ids_go_to_filter_state() {
         "off by default: no host calls"
     );
 }
+
+/// Issue 17: a ~60 KiB path written four times (`semconv: both`) made 123 KB spans. Span
+/// limits cut each value to `attribute_value_length_limit` (4 KiB by default), count it, and
+/// a configured limit applies.
+#[test]
+fn span_limits_cut_a_giant_path() {
+    let path = format!("/api/products/{}", "p".repeat(60 * 1024));
+    for (cfg, limit) in [
+        (config(GATEWAY), 4096usize),
+        (
+            with_fields(r#""span_limits": {"attribute_value_length_limit": 100}"#),
+            100,
+        ),
+    ] {
+        let host = request("GET", &path, Some("products"));
+        let r = run(&cfg, host, &answered(200));
+        let server = r.server_span();
+        let url_path = attr_str(server, sc::URL_PATH);
+        assert_eq!(url_path.len(), limit);
+        assert!(path.starts_with(&url_path));
+        let client = r.client_span();
+        assert!(attr_str(client, sc::URL_FULL).len() <= limit);
+        let total: usize = [server, client]
+            .iter()
+            .map(|s| prost::Message::encoded_len(*s))
+            .sum();
+        assert!(total < 8 * limit + 4096, "both spans {total} bytes");
+        let stats = MockStats::new();
+        let mut out = Vec::new();
+        finish(&cfg, &r.req, &answered(200), &stats, &mut out);
+        assert!(stats.get(Counter::SpanLimitsApplied) >= 3, "counted");
+    }
+}

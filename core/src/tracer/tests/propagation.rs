@@ -367,27 +367,41 @@ fn default_propagators_ignore_b3_as_before() {
 }
 
 #[test]
-fn baggage_passes_through_untouched() {
-    for trust in ["trusted", "untrusted"] {
+fn baggage_passes_a_trusted_hop_and_is_dropped_at_an_untrusted_edge_by_default() {
+    let both = vec!["userId=alice,serverNode=DF%2028;p=1", "isProduction=false"];
+    for (fields, want, reason) in [
+        (
+            "",
+            both.clone(),
+            "trusted: W3C Baggage is not ours to change",
+        ),
+        (
+            r#", "trust": "untrusted""#,
+            vec![],
+            "untrusted: a client writes no baggage into services behind the edge",
+        ),
+        (
+            r#", "trust": "untrusted", "untrusted_baggage": "keep""#,
+            both.clone(),
+            "untrusted_baggage: keep passes it on untouched",
+        ),
+    ] {
         let host = request("GET", "/api/products/p-1", Some("products"))
             .header("traceparent", PARENT)
             .header("baggage", "userId=alice,serverNode=DF%2028;p=1")
             .header("baggage", "isProduction=false");
         let r = run(
-            &with_fields(&format!(
-                r#""trust": "{trust}", "propagators": ["tracecontext", "b3"]"#
-            )),
+            &with_fields(&format!(r#""propagators": ["tracecontext", "b3"]{fields}"#)),
             host,
             &answered(200),
         );
-        assert_eq!(
-            r.host.header_values("baggage"),
-            vec!["userId=alice,serverNode=DF%2028;p=1", "isProduction=false"],
-            "{trust}: W3C Baggage is not ours to change"
-        );
+        assert_eq!(r.host.header_values("baggage"), want, "{reason}");
         assert!(
-            r.host.set_calls.iter().all(|(k, _)| k != "baggage"),
-            "{trust}"
+            r.host
+                .set_calls
+                .iter()
+                .all(|(k, v)| k != "baggage" || v.is_none()),
+            "{reason}: never rewritten"
         );
     }
 }
@@ -630,5 +644,209 @@ fn absent_headers_are_not_removed() {
         r.host.set_calls.contains(&("tracestate".to_string(), None)),
         "a tracestate without a valid traceparent is still removed: {:?}",
         r.host.set_calls
+    );
+}
+
+/// The B3 rows of issue 17, through the tracer: defer is this hop's decision, debug goes on as
+/// debug, both forms are read whichever B3 propagator is listed, the listed form is written.
+#[test]
+fn b3_specification_rows() {
+    const T: &str = "80f198ee56343ba864fe8b2a57d3eff7";
+    const S: &str = "e457b5a2e4d86bd1";
+    struct Row {
+        fields: &'static str,
+        incoming: Vec<(&'static str, String)>,
+        recorded: bool,
+        /// Every B3 header upstream, sorted.
+        b3_out: Vec<(&'static str, String)>,
+        reason: &'static str,
+    }
+    let ratio0 = r#""sampler": "parentbased_traceidratio", "sampler_ratio": 0"#;
+    let single_out = |state: &str| vec![("b3", format!("{T}-{CLIENT_ID}-{state}"))];
+    let multi_out = |k: &'static str, v: &str| {
+        let mut m = vec![
+            (k, v.to_string()),
+            ("x-b3-spanid", CLIENT_ID.to_string()),
+            ("x-b3-traceid", T.to_string()),
+        ];
+        m.sort();
+        m
+    };
+    let rows = [
+        Row {
+            fields: ratio0,
+            incoming: vec![("b3", format!("{T}-{S}"))],
+            recorded: false,
+            b3_out: single_out("0"),
+            reason: "defer (no sampling state): the ratio decides, a trace it drops is dropped",
+        },
+        Row {
+            fields: r#""sampler": "parentbased_traceidratio", "sampler_ratio": 1"#,
+            incoming: vec![("b3", format!("{T}-{S}"))],
+            recorded: true,
+            b3_out: single_out("1"),
+            reason: "defer: the ratio decides, a trace it keeps is kept",
+        },
+        Row {
+            fields: ratio0,
+            incoming: vec![("b3", format!("{T}-{S}-d"))],
+            recorded: true,
+            b3_out: single_out("d"),
+            reason: "debug: sampled (a parent-based sampler follows it), -d in is -d out",
+        },
+        Row {
+            fields: ratio0,
+            incoming: vec![
+                ("x-b3-traceid", T.into()),
+                ("x-b3-spanid", S.into()),
+                ("x-b3-flags", "1".into()),
+            ],
+            recorded: true,
+            b3_out: multi_out("x-b3-flags", "1"),
+            reason: "debug: x-b3-flags: 1 in is x-b3-flags: 1 out, without x-b3-sampled",
+        },
+        Row {
+            fields: "",
+            incoming: vec![
+                ("x-b3-traceid", T.into()),
+                ("x-b3-spanid", S.into()),
+                ("x-b3-sampled", "1".into()),
+                ("x-b3-flags", "0".into()),
+            ],
+            recorded: true,
+            b3_out: multi_out("x-b3-sampled", "1"),
+            reason: "x-b3-flags: 0 is accepted (not debug)",
+        },
+    ];
+    for (propagator, row) in rows
+        .iter()
+        .filter(|r| r.b3_out[0].0 == "b3")
+        .map(|r| ("b3", r))
+        .chain(
+            rows.iter()
+                .filter(|r| r.b3_out[0].0 != "b3")
+                .map(|r| ("b3multi", r)),
+        )
+    {
+        let fields = format!(
+            r#""propagators": ["tracecontext", "{propagator}"]{}{}"#,
+            if row.fields.is_empty() { "" } else { ", " },
+            row.fields
+        );
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        for (k, v) in &row.incoming {
+            host = host.header(k, v);
+        }
+        let r = run(&with_fields(&fields), host, &answered(200));
+        assert_eq!(r.req.recorded, row.recorded, "{}", row.reason);
+        assert_eq!(r.req.trace_id.to_string(), T, "{}: continued", row.reason);
+        let mut got: Vec<(&str, String)> = crate::propagation::b3::ALL_HEADERS
+            .iter()
+            .flat_map(|h| r.host.header_values(h).into_iter().map(move |v| (*h, v)))
+            .collect();
+        got.sort();
+        assert_eq!(got, row.b3_out, "{}", row.reason);
+        let sampled = if row.recorded { "01" } else { "00" };
+        assert_eq!(
+            r.traceparent(),
+            format!("00-{T}-{CLIENT_ID}-{sampled}"),
+            "{}: traceparent tells the same decision",
+            row.reason
+        );
+    }
+    // Both forms are read whichever B3 propagator is listed; the listed form is written.
+    for (propagator, incoming, out, reason) in [
+        (
+            "b3",
+            vec![
+                ("x-b3-traceid", T),
+                ("x-b3-spanid", S),
+                ("x-b3-sampled", "1"),
+            ],
+            "b3",
+            "b3 reads the multi headers too; only the single header goes on",
+        ),
+        (
+            "b3multi",
+            vec![("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1")],
+            "x-b3-traceid",
+            "b3multi reads the single header too; only the multi headers go on",
+        ),
+    ] {
+        let mut host = request("GET", "/api/products/p-1", Some("products"));
+        for (k, v) in &incoming {
+            host = host.header(k, v);
+        }
+        let r = run(
+            &with_fields(&format!(r#""propagators": ["{propagator}"]"#)),
+            host,
+            &answered(200),
+        );
+        assert_eq!(
+            r.req.trace_id.to_string(),
+            T,
+            "{reason}: continued, not restarted"
+        );
+        assert_eq!(hex(&r.server_span().parent_span_id), S, "{reason}");
+        let present: Vec<&str> = crate::propagation::b3::ALL_HEADERS
+            .into_iter()
+            .filter(|h| !r.host.header_values(h).is_empty())
+            .collect();
+        let want: Vec<&str> = if out == "b3" {
+            vec!["b3"]
+        } else {
+            vec!["x-b3-traceid", "x-b3-spanid", "x-b3-sampled"]
+        };
+        assert_eq!(present, want, "{reason}");
+    }
+}
+
+/// Issue 17's untrusted-edge row: a client's B3 (both forms), baggage and a traceparent
+/// naming another trace: nothing of them reaches the upstream, each valid one is a link.
+#[test]
+fn untrusted_edge_removes_every_client_context_and_links_each() {
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("traceparent", PARENT)
+        .header("x-b3-traceid", "80f198ee56343ba864fe8b2a57d3eff7")
+        .header("x-b3-spanid", "e457b5a2e4d86bd1")
+        .header("x-b3-sampled", "1")
+        .header("b3", "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1")
+        .header("baggage", "k=v");
+    let r = run(
+        &with_fields(r#""trust": "untrusted", "sampler": "always_off""#),
+        host,
+        &answered(200),
+    );
+    assert!(!r.req.recorded, "no client format forces sampling");
+    assert_eq!(r.traceparent(), format!("00-{NEW_TRACE}-{CLIENT_ID}-02"));
+    for h in crate::propagation::b3::ALL_HEADERS
+        .into_iter()
+        .chain(["baggage", "tracestate"])
+    {
+        assert!(r.host.header_values(h).is_empty(), "{h} removed");
+    }
+    assert_eq!(r.stats.get(Counter::IncomingContextLinked), 3);
+
+    let host = request("GET", "/api/products/p-1", Some("products"))
+        .header("traceparent", PARENT)
+        .header("b3", "0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-1");
+    let r = run(
+        &with_fields(r#""trust": "untrusted""#),
+        host,
+        &answered(200),
+    );
+    let links: Vec<String> = r
+        .server_span()
+        .links
+        .iter()
+        .map(|l| hex(&l.trace_id))
+        .collect();
+    assert_eq!(
+        links,
+        vec![
+            PARENT_TRACE.to_string(),
+            "0af7651916cd43dd8448eb211c80319c".to_string()
+        ],
+        "each valid context linked from the SERVER span"
     );
 }

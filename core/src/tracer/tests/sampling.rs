@@ -121,19 +121,32 @@ fn ratio_decision_agrees_across_hops() {
 fn keep_errors_records_failed_requests_the_ratio_dropped() {
     struct Row {
         done: Completion,
+        /// The response status the filter sees at response headers (none: no response).
+        status: Option<u16>,
         kept: bool,
         reason: &'static str,
     }
     let cfg = config(
-        r#"{"sampler": "always_off", "sampler_keep_errors": true, "exporter": {"cluster": "otel"}}"#,
+        r#"{"sampler": "always_off", "sampler_keep_errors": true, "response_trace_header": "traceresponse", "exporter": {"cluster": "otel"}}"#,
     );
+    let client_reset = Completion {
+        flags: crate::status::flag::DOWNSTREAM_REMOTE_RESET,
+        ..local_reply(0, "")
+    };
+    let client_closed = Completion {
+        flags: crate::status::flag::DOWNSTREAM_CONNECTION_TERMINATION
+            | crate::status::flag::UPSTREAM_REMOTE_RESET,
+        ..local_reply(0, "")
+    };
     #[rustfmt::skip]
     let rows = [
-        Row { done: answered(200), kept: false, reason: "success stays unrecorded" },
-        Row { done: answered(404), kept: false, reason: "a 4xx is the client's error, not kept" },
-        Row { done: answered(503), kept: true, reason: "an upstream 5xx is kept" },
-        Row { done: connection_failure(), kept: true, reason: "a connection failure is kept" },
-        Row { done: local_reply(0, ""), kept: true, reason: "no response at all is kept" },
+        Row { done: answered(200), status: Some(200), kept: false, reason: "success stays unrecorded" },
+        Row { done: answered(404), status: Some(404), kept: false, reason: "a 4xx is the client's error, not kept" },
+        Row { done: answered(503), status: Some(503), kept: true, reason: "an upstream 5xx is kept" },
+        Row { done: connection_failure(), status: Some(503), kept: true, reason: "a connection failure is kept" },
+        Row { done: local_reply(0, ""), status: None, kept: true, reason: "no response at all is kept" },
+        Row { done: client_reset, status: None, kept: false, reason: "a client that reset its stream is not an error of ours" },
+        Row { done: client_closed, status: None, kept: false, reason: "a client that closed its connection: the upstream reset is its doing" },
     ];
     for r in rows {
         let mut host = request("GET", "/api/products/p-1", Some("products"));
@@ -144,6 +157,7 @@ fn keep_errors_records_failed_requests_the_ratio_dropped() {
             req.wants_completion(&cfg),
             "the log phase still reads the completion"
         );
+        let header = req.response_header_for(&cfg, r.status).map(|(_, v, _)| v);
         let mut out = Vec::new();
         let n = finish(&cfg, &req, &r.done, &stats, &mut out);
         assert_eq!(n > 0, r.kept, "{}", r.reason);
@@ -153,16 +167,36 @@ fn keep_errors_records_failed_requests_the_ratio_dropped() {
             "{}",
             r.reason
         );
+        assert_eq!(
+            stats.get(Counter::RequestsNotSampled),
+            u64::from(!r.kept),
+            "{}: a request is counted once, kept or not sampled",
+            r.reason
+        );
         assert!(
             host.single_header("traceparent").ends_with("-02"),
             "{}: propagated unsampled (a new, random trace id: -02)",
             r.reason
         );
+        if r.status.is_some() {
+            let want = if r.kept { "-03" } else { "-02" };
+            assert!(
+                header.as_deref().is_some_and(|h| h.ends_with(want)),
+                "{}: traceresponse {header:?} carries the kept decision ({want})",
+                r.reason
+            );
+        }
     }
     let off = with_sampler("always_off");
-    let req = start(&off, &mut request("GET", "/", None), &MockStats::new());
+    let stats = MockStats::new();
+    let req = start(&off, &mut request("GET", "/", None), &stats);
     assert!(
         !req.wants_completion(&off),
         "without keep_errors an unsampled request skips the log-phase reads"
+    );
+    assert_eq!(
+        stats.get(Counter::RequestsNotSampled),
+        1,
+        "without keep_errors: counted at start"
     );
 }

@@ -168,3 +168,35 @@ fn the_filters_own_export_request_passes_an_upstream_filter_untouched() {
     assert_eq!(stats.total(), 0, "nothing counted (not even as unsampled)");
     assert!(book.borrow().is_empty());
 }
+
+/// Issue 17 item 8: with `sampler_keep_errors`, the response trace header is written when the
+/// status is known and carries the decision the exported spans carry: a 5xx is kept (`-03`:
+/// sampled, random trace id), anything else stays `-02`; the request is counted once.
+#[test]
+fn a_kept_error_says_so_in_the_response_trace_header() {
+    let cfg = with_fields(
+        r#""sampler": "always_off", "sampler_keep_errors": true, "response_trace_header": "traceresponse""#,
+    );
+    for (status, flags, kept) in [(503u16, "-03", 1u64), (200, "-02", 0)] {
+        let mut host = request("GET", "/api/products/p-1", Some("products"))
+            .response_header(":status", &status.to_string())
+            .property_u64(&["response", "code"], u64::from(status))
+            .property(&["upstream", "address"], b"10.0.0.7:8080");
+        let stats = MockStats::new();
+        let book = RefCell::new(AttemptBook::default());
+        let mut stream = Stream::start(&cfg, &mut host, &stats, &book);
+        stream.response_headers(&mut host, true);
+        let (name, value) = &host.added_response_headers[0];
+        assert_eq!(name, "traceresponse");
+        assert!(value.ends_with(flags), "{status}: {value}");
+        let mut out = Vec::new();
+        let finished = stream.log(&cfg, &host, &stats, &mut out);
+        assert_eq!(finished.spans > 0, kept == 1, "{status}");
+        assert_eq!(stats.get(Counter::RequestsKeptForError), kept, "{status}");
+        assert_eq!(
+            stats.get(Counter::RequestsNotSampled),
+            1 - kept,
+            "{status}: counted once"
+        );
+    }
+}
