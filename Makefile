@@ -23,7 +23,7 @@ help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
 	@echo "make run NATIVE=1   same with the native dynamic module instead of the wasm (README \"Native build\")"
-	@echo "make test           unit tests, deployment-file schema checks, Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
+	@echo "make test           unit tests, deployment-file schema checks, the host harness (built wasm in wasmi), Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
 	@echo "make build          build $(WASM) and the native module $(NATIVE_SO) (release) and print their sizes"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (about 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
