@@ -466,12 +466,12 @@ const FAST_RETRY: &str =
 fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
     let _lock = ports_lock();
     let dir = scratch("memory-limiter");
-    // A limit below what the Collector itself uses: every export is refused (503, "data
-    // refused due to high memory usage"), a retryable answer.
+    // A 1 MiB limit, below the heap of any running Collector: every export is refused (503,
+    // "data refused due to high memory usage"), a retryable answer.
     let (limited, _) = otlp_file_collector(
         &dir,
         "",
-        "  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 2\n    spike_limit_mib: 1\n",
+        "  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 1\n",
     );
     let mut otelcol = start_collector(&dir, "otelcol-memory-limited", &limited);
     let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
