@@ -291,3 +291,21 @@ fn a_message_over_the_receivers_limit_is_split() {
     assert!(!failing(&e), "the collector is up: no backoff");
     stats.assert_accounted(&e);
 }
+
+#[test]
+fn a_retry_info_delay_is_honoured_like_retry_after() {
+    let host = MockExportHost::default();
+    let stats = MockStats::default();
+    let mut e = exporter(GRPC);
+    push(&mut e, 2, &host, &stats);
+    e.on_tick(&host, &stats, 0);
+    let info = retry_info(7);
+    let slow_down = answer(Some(200), Some("8"), Some("slow down"), Some(&info), b"");
+    e.on_response(1, &slow_down, &host, &stats, MS);
+    assert!(failing(&e), "RESOURCE_EXHAUSTED with RetryInfo is retried");
+    e.on_tick(&host, &stats, 5 * S);
+    assert_eq!(host.count(), 1, "not before the 7 s the collector asked for");
+    e.on_tick(&host, &stats, 8 * S);
+    assert_eq!(host.count(), 2, "retried after it");
+    stats.assert_accounted(&e);
+}
