@@ -304,7 +304,11 @@ fn a_retry_info_delay_is_honoured_like_retry_after() {
     e.on_response(1, &slow_down, &host, &stats, MS);
     assert!(failing(&e), "RESOURCE_EXHAUSTED with RetryInfo is retried");
     e.on_tick(&host, &stats, 5 * S);
-    assert_eq!(host.count(), 1, "not before the 7 s the collector asked for");
+    assert_eq!(
+        host.count(),
+        1,
+        "not before the 7 s the collector asked for"
+    );
     e.on_tick(&host, &stats, 8 * S);
     assert_eq!(host.count(), 2, "retried after it");
     stats.assert_accounted(&e);
