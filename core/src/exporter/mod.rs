@@ -16,7 +16,8 @@
 //!   too large alone) and the 413 split.
 //!
 //! **Retry.** 429, 502, 503, 504, timeouts and connection failures are retried; 400 and every
-//! other status are not (OTLP/HTTP exporter spec). `Retry-After` (seconds or HTTP-date) is
+//! other status are not (OTLP/HTTP exporter spec); over gRPC, the codes the OTLP spec lists
+//! ([`grpc`](mod@grpc)). `Retry-After` (seconds or HTTP-date), or gRPC's `RetryInfo`, is
 //! honoured. While the collector is failing the exporter backs off *as a whole*: at most one
 //! request (a probe) is in flight, sent when the backoff interval has passed; when a probe
 //! succeeds the backlog drains at full speed. A batch whose retries have lasted longer than
