@@ -17,13 +17,14 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build test unit harness e2e lint run clean wrk bench-build bench bench-profile microbench fuzz
+.PHONY: help deps envoy chromium build build-native test unit harness e2e e2e-wasm e2e-native lint run clean wrk bench-build bench bench-profile microbench fuzz
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
+	@echo "make run NATIVE=1   same with the native dynamic module instead of the wasm (README \"Native build\")"
 	@echo "make test           unit tests, deployment-file schema checks, Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
-	@echo "make build          build $(WASM) (release) and print its size"
+	@echo "make build          build $(WASM) and the native module $(NATIVE_SO) (release) and print their sizes"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
 	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
@@ -55,7 +56,7 @@ deps: envoy chromium
 # Uses a rustup-installed wasm32-wasip1 target when there is one (what users have). Otherwise
 # builds std for wasm32-wasip1 with Debian's rustc-web sources and links against Debian's
 # wasi-libc with lld-19, installing those packages first if they are missing.
-build:
+build: build-native
 	@if rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
 	  echo ">> building with the rustup $(WASM_TARGET) target"; \
 	  cargo build --release --lib -p gateway-tracing --target $(WASM_TARGET); \
@@ -74,6 +75,15 @@ build:
 	fi
 	@cp $(WASM_RELEASE) $(WASM)
 	@echo ">> $(WASM): $$(stat -c %s $(WASM)) bytes"
+
+# The native Envoy dynamic module (native/): a host build, profile `native` (release with
+# panic = "unwind", so every hook can catch a panic). Envoy loads lib<name>.so from
+# ENVOY_DYNAMIC_MODULES_SEARCH_PATH for `dynamic_module_config: {name: gateway_tracing}`.
+NATIVE_SO := target/libgateway_tracing.so
+build-native:
+	cargo build --profile native --lib -p gateway-tracing-native
+	@cp target/native/libgateway_tracing_native.so $(NATIVE_SO)
+	@echo ">> $(NATIVE_SO): $$(stat -c %s $(NATIVE_SO)) bytes"
 
 ## Bench ---------------------------------------------------------------------------------------
 
@@ -124,6 +134,7 @@ microbench:
 # Includes the README Architecture map check (tests/architecture.rs), which needs no Envoy.
 unit:
 	cargo test -p gateway-tracing-core -p gateway-tracing-demo -p gateway-tracing-test-support
+	cargo test -p gateway-tracing-native --lib
 	cargo test -p gateway-tracing --test architecture
 
 # The host harness (tests/harness): the built wasm in wasmi under a scripted proxy-wasm host:
@@ -136,9 +147,16 @@ harness: build
 # trace viewer in headless Chromium (tests/e2e_viewer.rs). The deployment files' schema checks
 # (demo/tests/deploy_schemas.rs) run in `unit`.
 # The shipped configs use fixed loopback ports: one e2e run at a time on a machine (flock).
+# The same suite runs against both builds (GATEWAY_TRACING_BUILD, see demo/src/build.rs):
+# `e2e-native` rewrites each config's wasm filter to the native module as Envoy starts, and
+# first checks the module's symbols against the Envoy binary (native/tests/abi_symbols.rs).
 E2E_LOCK := /tmp/gateway-tracing-e2e.lock
-e2e: envoy chromium build
+e2e: e2e-wasm e2e-native
+e2e-wasm: envoy chromium build
 	flock $(E2E_LOCK) cargo test -p gateway-tracing --test '*' -- --test-threads=1
+e2e-native: envoy chromium build
+	cargo test -p gateway-tracing-native --test abi_symbols
+	flock $(E2E_LOCK) env GATEWAY_TRACING_BUILD=native cargo test -p gateway-tracing --test '*' -- --test-threads=1
 
 # Library and binary code: no unwrap/expect/panic (workspace lints). Test code: those allowed
 # (clippy.toml covers #[test] functions; the second run covers integration-test helpers).
@@ -172,9 +190,12 @@ test: envoy build lint unit harness e2e
 ## Demo ----------------------------------------------------------------------------------------
 
 RUN_ONCE ?=
+# NATIVE=1 runs the native dynamic module instead of the wasm (the default: see README
+# "Native build").
+NATIVE ?=
 run: envoy build
 	cargo build -q -p gateway-tracing-demo --bins
-	target/debug/demo $(if $(RUN_ONCE),--once,)
+	GATEWAY_TRACING_BUILD=$(if $(NATIVE),native,wasm) target/debug/demo $(if $(RUN_ONCE),--once,)
 
 clean:
 	cargo clean

@@ -67,6 +67,10 @@ UPSTREAM_ADMIN = PORT_BASE + 11
 SINK_PORT = PORT_BASE + 20
 
 FILTER_WASM = os.path.join(ROOT, "target/gateway_tracing.wasm")
+# The native build (README "Native build"): Envoy loads lib<name>.so from this directory.
+FILTER_MODULE_DIR = os.path.join(ROOT, "target")
+FILTER_MODULE = os.path.join(FILTER_MODULE_DIR, "libgateway_tracing.so")
+os.environ.setdefault("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", FILTER_MODULE_DIR)
 EMPTY_WASM = os.path.join(ROOT, "target/bench/empty_filter.wasm")
 SINK_BIN = os.path.join(ROOT, "target/bench/build/release/bench-sink")
 WRK_SCRIPT = os.path.join(OUT, "report.lua")
@@ -92,11 +96,20 @@ end
 
 # ------------------------------------------------------------------------------ configurations --
 
-def gateway_tracing(sampler_fields, wasm=None):
+def plugin_config(sampler_fields):
     plugin = {"mode": "gateway", "service_name": "bench"}
     plugin.update(sampler_fields)
     plugin["exporter"] = {"cluster": "otel", "authority": "otel-collector", "path": "/v1/traces"}
-    return {"wasm": ("gateway_tracing", wasm or FILTER_WASM, json.dumps(plugin))}
+    return json.dumps(plugin)
+
+
+def gateway_tracing(sampler_fields, wasm=None):
+    return {"wasm": ("gateway_tracing", wasm or FILTER_WASM, plugin_config(sampler_fields))}
+
+
+def gateway_tracing_native(sampler_fields):
+    """The same plugin configuration, as the native dynamic module (and its bootstrap hooks)."""
+    return {"module": plugin_config(sampler_fields)}
 
 
 # An earlier build of this filter to compare against in the same run (BENCH_BEFORE_WASM, default
@@ -127,6 +140,12 @@ CONFIGS = [
      gateway_tracing(RATIO_SAMPLER)),
     ("gt_always_on_stable", "gateway-tracing, `always_on`, `semconv: stable`, no header attributes",
      gateway_tracing({"sampler": "always_on", "semconv": "stable", "request_headers": []})),
+    ("nm_always_on", "gateway-tracing native module, `sampler: always_on`",
+     gateway_tracing_native({"sampler": "always_on"})),
+    ("nm_always_off", "gateway-tracing native module, `sampler: always_off` (propagation only)",
+     gateway_tracing_native({"sampler": "always_off"})),
+    ("nm_ratio_1pct", "gateway-tracing native module, 1% ratio sampler",
+     gateway_tracing_native(RATIO_SAMPLER)),
 ] + ([
     ("gt_before_always_on", "earlier build (`BENCH_BEFORE_WASM`), `always_on`",
      gateway_tracing({"sampler": "always_on"}, BEFORE_WASM)),
@@ -206,6 +225,17 @@ def proxy_config(settings):
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
                              "config": wasm},
         })
+    if "module" in settings:
+        http_filters.append({
+            "name": "envoy.filters.http.dynamic_modules",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
+                "dynamic_module_config": {"name": "gateway_tracing"},
+                "filter_name": "gateway_tracing",
+                "filter_config": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                  "value": settings["module"]},
+            },
+        })
     tracing = None
     if settings.get("native"):
         tracing = {
@@ -229,6 +259,15 @@ def proxy_config(settings):
             "clusters": [static_cluster("upstream", UPSTREAM_PORT), static_cluster("otel", SINK_PORT)],
         },
     }
+    if "module" in settings:
+        config["bootstrap_extensions"] = [{
+            "name": "envoy.bootstrap.dynamic_modules",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.bootstrap.dynamic_modules.v3.DynamicModuleBootstrapExtension",
+                "dynamic_module_config": {"name": "gateway_tracing"},
+                "extension_name": "gateway_tracing",
+            },
+        }]
     if settings.get("runtime"):
         config["layered_runtime"] = {"layers": [
             {"name": "static", "static_layer": settings["runtime"]}]}
@@ -325,7 +364,7 @@ def start_envoy(name, config, cpu, admin_port, listen_port):
     with open(cfg_path, "w") as f:
         json.dump(config, f, indent=1)
     argv = pin(cpu) + ["envoy", "-c", cfg_path, "--concurrency", "1", "--disable-hot-restart",
-                       "--log-level", "warn", "--component-log-level", "wasm:warn"]
+                       "--log-level", "warn", "--component-log-level", "wasm:warn,dynamic_modules:warn"]
     proc = start(name, argv, os.path.join(OUT, "logs", "%s.log" % name))
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -558,7 +597,8 @@ def main():
         f.write(WRK_LUA)
     wanted = [c.strip() for c in os.environ.get("BENCH_CONFIGS", "").split(",") if c.strip()]
     configs = [c for c in CONFIGS if not wanted or c[0] in wanted or c[0] == "plain"]
-    needed = {SINK_BIN} | {c[2]["wasm"][1] for c in configs if "wasm" in c[2]}
+    needed = ({SINK_BIN} | {c[2]["wasm"][1] for c in configs if "wasm" in c[2]}
+              | ({FILTER_MODULE} if any("module" in c[2] for c in configs) else set()))
     for path in sorted(needed):
         if not os.path.exists(path):
             sys.exit("missing %s (run make bench-build)" % path)
@@ -598,7 +638,7 @@ def main():
                     run = measure(name, settings)
                 except EnvoyRefused as e:
                     note = "Envoy refused the configuration" + (
-                        " `%s`" % json.dumps(RATIO_SAMPLER) if name == "gt_ratio_1pct" else "")
+                        " `%s`" % json.dumps(RATIO_SAMPLER) if name in ("gt_ratio_1pct", "nm_ratio_1pct") else "")
                     skipped[name] = note
                     log("-- round %d %-15s skipped: %s\n%s" % (rnd + 1, name, note, e))
                     continue

@@ -8,9 +8,12 @@ warm-up, then `perf record` (software cpu-clock, frame-pointer call graphs) on t
 `wrk -c32` loads it; the proxy's CPU per request comes from /proc as in bench.py, and every
 sample is put in one bucket:
 
-- **wasm code**: the filter's own code (V8's compiled wasm, `perf` shows it as JIT memory);
+- **wasm code**: the filter's own code (V8's compiled wasm, `perf` shows it as JIT memory; for
+  the native module's rows, `libgateway_tracing.so`'s code);
 - **host calls**: Envoy code called *from* wasm (a proxy-wasm host call, with its callback into
   the VM's allocator), split by the host-function trampoline the call went through;
+- **native callbacks** (native module rows): Envoy code called from the module (the ABI's
+  header, attribute, stats and callout callbacks);
 - **Envoy**: everything else in user space (proxying, the HTTP codec, V8 entry into the VM);
 - **kernel**.
 
@@ -37,7 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the topology, configurations and process helpers)
 
 SECONDS = bench.env_int("PROFILE_SECONDS", 8)
-DEFAULT = "empty_wasm,empty_props8,empty_maps2,empty_expr1,gt_always_off,gt_always_on"
+DEFAULT = ("empty_wasm,empty_props8,empty_maps2,empty_expr1,gt_always_off,gt_always_on,"
+           "nm_always_off,nm_always_on")
 CALIBRATION = [
     # (configuration, label of its dominant host-call trampoline, calls per request)
     ("empty_props8", "get_property", 8),
@@ -49,6 +53,10 @@ CALIBRATION = [
 
 def is_jit(dso):
     return "perf-" in dso or "[JIT]" in dso
+
+
+def is_module(dso):
+    return "libgateway_tracing" in dso
 
 
 def samples(data):
@@ -71,8 +79,13 @@ def classify(data):
     total = 0
     for frames in samples(data):
         total += 1
+        module = [i for i, (_, dso) in enumerate(frames) if is_module(dso)]
         jit = [i for i, (_, dso) in enumerate(frames) if is_jit(dso)]
-        if jit and jit[0] == 0:
+        if module and module[0] == 0:
+            counts["wasm code"] += 1
+        elif module:
+            counts[("host", "native")] += 1
+        elif jit and jit[0] == 0:
             counts["wasm code"] += 1
         elif jit:
             j = jit[0]
@@ -142,14 +155,15 @@ def main():
         bench.stop_all()
 
     # Name the trampolines by calibration: each probe's dominant host-call bucket.
-    names = {("host", "libc"): "other", ("host", "entry"): "other"}
+    names = {("host", "libc"): "other", ("host", "entry"): "other", ("host", "native"): "native callbacks"}
     for probe, call, _ in CALIBRATION:
         if probe in results:
             host = {k: v for k, v in results[probe][2].items() if isinstance(k, tuple)}
             if host:
                 names.setdefault(max(host, key=host.get), call)
-    kinds = sorted(set(names.values()) - {"other"}, key=[c[1] for c in CALIBRATION].index)
-    header = ["config", "CPU µs/req", "wasm code", "host calls"] + kinds + ["other host calls", "Envoy", "kernel"]
+    order = [c[1] for c in CALIBRATION] + ["native callbacks"]
+    kinds = sorted(set(names.values()) - {"other"}, key=order.index)
+    header = ["config", "CPU µs/req", "filter code (wasm / module)", "host calls"] + kinds + ["other host calls", "Envoy", "kernel"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, (label, us, shares) in results.items():
         host = {k: v for k, v in shares.items() if isinstance(k, tuple)}

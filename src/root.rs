@@ -162,6 +162,16 @@ impl Root {
                 return false;
             }
         };
+        // Configured again (not what Envoy does today: an update gets a new root context): the
+        // previous exporter's spans are counted as shutdown drops, never lost silently.
+        self.deliver();
+        if let Some(old) = self.shared.take() {
+            if let Ok(mut exporter) = old.exporter.try_borrow_mut() {
+                if exporter.abandon(&old.stats) > 0 {
+                    old.stats.flush();
+                }
+            }
+        }
         let flush_interval = config.exporter.flush_interval;
         let mut exporter = Exporter::new(&config);
         let seed = ProxyHost

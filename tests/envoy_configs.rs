@@ -25,7 +25,15 @@ fn envoy_configs(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn every_envoy_config_in_envoy_dir_validates() {
-    let wasm = wasm_path();
+    // The container configs name the wasm; the native configs load the module from here.
+    let wasm = repo_root().join("target/gateway_tracing.wasm");
+    if std::env::var_os("ENVOY_DYNAMIC_MODULES_SEARCH_PATH").is_none() {
+        std::env::set_var(
+            "ENVOY_DYNAMIC_MODULES_SEARCH_PATH",
+            repo_root().join("target"),
+        );
+    }
+    wasm_path();
     // Validation runs the plugin's configure step, which refuses an exporter header whose
     // ${HONEYCOMB_API_KEY} is unset (by design); give the Honeycomb example a placeholder.
     if std::env::var_os("HONEYCOMB_API_KEY").is_none() {
@@ -63,4 +71,44 @@ fn every_envoy_config_in_envoy_dir_validates() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     eprintln!("validated {} Envoy configs: {configs:?}", configs.len());
+}
+
+/// The text after a config's leading comment block.
+fn body(yaml: &str) -> String {
+    yaml.lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The native configs shipped in `envoy/` are the wasm configs with the filter stanza
+/// rewritten by `demo::build::native_config` (what the e2e suite runs with
+/// GATEWAY_TRACING_BUILD=native), under their own leading comment: one source of truth.
+/// `GATEWAY_TRACING_BLESS=1` rewrites their bodies.
+#[test]
+fn shipped_native_configs_are_the_wasm_configs_rewritten() {
+    for (wasm, native) in [
+        ("envoy/gateway.yaml", "envoy/gateway-native.yaml"),
+        ("envoy/cart-sidecar.yaml", "envoy/cart-sidecar-native.yaml"),
+    ] {
+        let from = std::fs::read_to_string(repo_root().join(wasm)).unwrap();
+        let want = demo::build::native_config(&body(&from)).unwrap();
+        let path = repo_root().join(native);
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        if std::env::var_os("GATEWAY_TRACING_BLESS").is_some() {
+            let header: String = have
+                .lines()
+                .take_while(|l| l.starts_with('#'))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(&path, format!("{header}{want}")).unwrap();
+            continue;
+        }
+        assert_eq!(
+            body(&have),
+            want,
+            "{native} differs from {wasm} rewritten (GATEWAY_TRACING_BLESS=1 rewrites it)"
+        );
+        assert!(have.contains("envoy.filters.http.dynamic_modules"));
+    }
 }

@@ -80,6 +80,8 @@ impl Default for EnvoyOpts {
 /// and removes its temp dir (kept if `MESH_KEEP_ENVOY_LOGS` is set).
 pub struct Envoy {
     child: Child,
+    /// The filter build this Envoy runs (`GATEWAY_TRACING_BUILD`): stat names follow it.
+    build: crate::build::Build,
     admin_port: u16,
     dir: PathBuf,
     log_path: PathBuf,
@@ -115,6 +117,12 @@ impl Envoy {
             ));
         }
         let dir = unique_temp_dir("mesh-envoy").map_err(|e| format!("creating temp dir: {e}"))?;
+        let build = crate::build::Build::from_env()?;
+        let (config_path, opts) = match build {
+            crate::build::Build::Wasm => (config_path.to_path_buf(), opts),
+            crate::build::Build::Native => native_start(config_path, &dir, opts)?,
+        };
+        let config_path = config_path.as_path();
         let log_path = dir.join("envoy.log");
         let log =
             File::create(&log_path).map_err(|e| format!("creating {}: {e}", log_path.display()))?;
@@ -155,6 +163,7 @@ impl Envoy {
         // From here on, Drop tears the process down on every error path.
         let mut envoy = Envoy {
             child,
+            build,
             admin_port: opts.admin_port,
             dir,
             log_path,
@@ -260,9 +269,30 @@ impl Envoy {
         self.admin_get("/stats")
     }
 
-    /// One counter or gauge from `/stats`, by exact name.
+    /// One counter or gauge from `/stats`, by exact name. A filter stat is named as the wasm
+    /// build names it (`wasmcustom.gateway_tracing.*`); with the native build it is read under
+    /// the dynamic-module namespace, summed over the scopes Envoy puts it in (the listener's,
+    /// and each cluster's for upstream filters: `cluster.<name>.dynamicmodulescustom.*`), which
+    /// is what the wasm build's one shared stat counts.
     pub fn stat(&self, name: &str) -> Result<Option<u64>, String> {
-        Ok(parse_stat(&self.stats()?, name))
+        let stats = self.stats()?;
+        let native = self.build.stat_name(name);
+        if native == name {
+            return Ok(parse_stat(&stats, name));
+        }
+        let suffix = format!(".{native}");
+        let values: Vec<u64> = stats
+            .lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter(|(k, _)| *k == native || k.ends_with(&suffix))
+            .filter_map(|(_, v)| v.trim().parse().ok())
+            .collect();
+        Ok((!values.is_empty()).then(|| values.iter().sum()))
+    }
+
+    /// The filter build this Envoy runs.
+    pub fn build(&self) -> crate::build::Build {
+        self.build
     }
 
     /// Stops Envoy now (SIGTERM, then SIGKILL after a grace period).
@@ -286,6 +316,42 @@ impl Drop for Envoy {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// The native build: the config with its wasm filters rewritten to the dynamic module
+/// ([`crate::build::native_config`]) in `dir`, the module's directory in
+/// `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` (`target/` under the working directory, unless the
+/// variable is set), and the wasm log level also given to the `dynamic_modules` component.
+fn native_start(
+    config: &Path,
+    dir: &Path,
+    mut opts: EnvoyOpts,
+) -> Result<(PathBuf, EnvoyOpts), String> {
+    let yaml = std::fs::read_to_string(config)
+        .map_err(|e| format!("reading {}: {e}", config.display()))?;
+    let native =
+        crate::build::native_config(&yaml).map_err(|e| format!("{}: {e}", config.display()))?;
+    let path = dir.join(config.file_name().unwrap_or_else(|| "envoy.yaml".as_ref()));
+    std::fs::write(&path, native).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    const SEARCH: &str = "ENVOY_DYNAMIC_MODULES_SEARCH_PATH";
+    if !opts.env.iter().any(|(k, _)| k == SEARCH) && std::env::var_os(SEARCH).is_none() {
+        let base = match &opts.cwd {
+            Some(d) => d.clone(),
+            None => std::env::current_dir().map_err(|e| format!("current dir: {e}"))?,
+        };
+        opts.env
+            .push((SEARCH.into(), base.join("target").display().to_string()));
+    }
+    if let Some(levels) = &opts.component_log_level {
+        let wasm_level = levels
+            .split(',')
+            .find_map(|c| c.strip_prefix("wasm:"))
+            .map(str::to_string);
+        if let Some(level) = wasm_level {
+            opts.component_log_level = Some(format!("{levels},dynamic_modules:{level}"));
+        }
+    }
+    Ok((path, opts))
 }
 
 /// Value of stat `name` in admin `/stats` text.

@@ -6,6 +6,8 @@
 //! - [`tree`]: renders received spans as per-trace trees.
 //! - [`viewer`]: the trace viewer page (waterfall) the collector serves at `/`.
 //! - [`shop`]: the demo e-commerce services (auth, products, cart, orders, fulfillment).
+//! - [`build`]: which build of the filter runs (wasm or the native module) and the config
+//!   rewrite between them.
 //! - [`envoy`]: runs a real Envoy process for end-to-end tests; [`envoy::ProcessGuard`].
 //! - [`mesh`]: the whole shop mesh (collector, services, gateway and cart sidecar Envoys) and
 //!   the scripted shopping flow, used by `make run` and the mesh end-to-end test.
@@ -17,6 +19,7 @@
 //! need Envoy; the one test that runs it is skipped when `envoy` is absent.
 //! Listen addresses everywhere accept `":PORT"` as shorthand for `127.0.0.1:PORT`.
 
+pub mod build;
 pub mod collector;
 pub mod envoy;
 pub mod http;

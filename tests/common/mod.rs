@@ -21,9 +21,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The artifact `make build` produces; the e2e tests refuse to run without it.
+/// The artifact `make build` produces for the build under test (`GATEWAY_TRACING_BUILD`:
+/// the wasm, or the native module; see `demo::build`); the e2e tests refuse to run without it.
 pub fn wasm_path() -> PathBuf {
-    let p = repo_root().join("target/gateway_tracing.wasm");
+    let build = demo::build::Build::from_env().unwrap();
+    let p = repo_root().join(build.artifact());
     assert!(
         p.exists(),
         "{} is missing: run `make build` (make test does it for you)",

@@ -5,7 +5,7 @@ use super::{err, is_header_name, structural, ConfigError};
 use crate::route::RouteTable;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Where a Durable Object's id comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -68,7 +68,7 @@ impl ClusterTarget {
 pub(super) fn validate(
     raw: BTreeMap<String, RawCluster>,
     routes: &RouteTable,
-) -> Result<BTreeMap<String, Rc<ClusterTarget>>, ConfigError> {
+) -> Result<BTreeMap<String, Arc<ClusterTarget>>, ConfigError> {
     let mut clusters = BTreeMap::new();
     for (name, c) in raw {
         let field = format!("clusters.{name}");
@@ -131,7 +131,7 @@ pub(super) fn validate(
         }
         clusters.insert(
             name,
-            Rc::new(ClusterTarget {
+            Arc::new(ClusterTarget {
                 service,
                 durable_object,
                 protocol_version: c.protocol_version,

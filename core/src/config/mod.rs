@@ -31,7 +31,7 @@ use crate::route::RouteTable;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::rc::Rc;
+use std::sync::Arc;
 
 pub const DEFAULT_SERVICE_NAME: &str = "gateway-tracing";
 
@@ -185,8 +185,9 @@ pub struct Config {
     pub access_log_ids: bool,
     pub call_metrics: bool,
     pub routes: RouteTable,
-    /// Shared with every request's CLIENT call (`Rc`: no copy of the target per request).
-    pub clusters: BTreeMap<String, Rc<ClusterTarget>>,
+    /// Shared with every request's CLIENT call (`Arc`: no copy of the target per request; `Arc`
+    /// so the native build can share one config across worker threads).
+    pub clusters: BTreeMap<String, Arc<ClusterTarget>>,
     pub exporter: ExporterConfig,
     /// `propagators`, `trust`, `response_trace_header`.
     pub propagation: crate::propagation::Settings,
@@ -195,9 +196,9 @@ pub struct Config {
 
 impl Config {
     /// The target for a cluster: configured, or named after the cluster itself.
-    pub fn cluster_target(&self, cluster: &str) -> Rc<ClusterTarget> {
+    pub fn cluster_target(&self, cluster: &str) -> Arc<ClusterTarget> {
         self.clusters.get(cluster).cloned().unwrap_or_else(|| {
-            Rc::new(ClusterTarget {
+            Arc::new(ClusterTarget {
                 service: cluster.to_string(),
                 durable_object: None,
                 protocol_version: None,

@@ -7,7 +7,7 @@ use crate::config::{ClusterTarget, Config};
 use crate::ids::{SpanId, TraceId};
 use crate::propagation::{self, SpanContext};
 use crate::semconv as sc;
-use std::rc::Rc;
+use std::sync::Arc;
 
 /// Methods semconv knows; anything else is reported as `_OTHER` (and spans are named `HTTP`).
 const KNOWN_METHODS: [&str; 9] = [
@@ -59,7 +59,7 @@ pub struct ActiveRequest {
 pub struct ClientCall {
     pub span_id: SpanId,
     pub cluster: String,
-    pub target: Rc<ClusterTarget>,
+    pub target: Arc<ClusterTarget>,
     pub durable_object_id: Option<String>,
     /// Upstream-filter placement: which attempt of the request this is (1 = the first; see
     /// [`super::attempt`]). `None` in the other placements (the span covers every attempt).

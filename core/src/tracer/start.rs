@@ -14,7 +14,7 @@ use crate::propagation::{self, Propagator, SpanContext, Trust};
 use crate::route::Params;
 use crate::sampler::Sampler;
 use crate::url::strip_query;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use super::request::{ActiveRequest, ClientCall, Method};
 
@@ -141,7 +141,7 @@ pub fn start(config: &Config, host: &mut dyn Host, stats: &dyn Stats) -> ActiveR
     let client_target = req
         .client
         .as_ref()
-        .map(|c| (c.span_id, Rc::clone(&c.target)));
+        .map(|c| (c.span_id, Arc::clone(&c.target)));
     let propagate = propagated(
         config,
         req.server_span_id,

@@ -392,3 +392,60 @@ fn an_answer_for_an_unknown_token_or_context_is_ignored() {
     f.respond_status(call.token, b"200", vec![], b"").unwrap();
     assert_eq!(f.host().metric("spans_exported"), 2);
 }
+
+#[test]
+fn configuring_the_same_root_again_counts_what_the_old_exporter_held() {
+    let mut f = Filter::configured().unwrap();
+    f.request(get("/a"), status_headers("200")).unwrap();
+    assert!(f.configure(CONFIG.as_bytes()).unwrap());
+    assert_eq!(f.host().metric("spans_dropped_shutdown"), 2);
+    // A bad configuration leaves the running one in place.
+    f.request(get("/b"), status_headers("200")).unwrap();
+    assert!(!f.configure(b"{").unwrap());
+    let call = one_export(&mut f);
+    f.respond_status(call.token, b"200", vec![], b"").unwrap();
+    assert_eq!(f.host().metric("spans_exported"), 4);
+    assert_accounted(&f);
+}
+
+#[test]
+fn a_response_that_ends_in_its_body_or_trailers_is_traced_like_one_that_ends_in_headers() {
+    let mut f = Filter::configured().unwrap();
+    // Ends in the body.
+    let id = f.new_stream().unwrap();
+    f.request_headers(id, get("/api/products"), false).unwrap();
+    f.response_headers(id, status_headers("200"), false).unwrap();
+    f.response_body(id, 10, false).unwrap();
+    f.response_body(id, 0, true).unwrap();
+    f.log(id).unwrap();
+    assert!(f.done(id).unwrap());
+    f.delete(id).unwrap();
+    // Ends in trailers.
+    let id = f.new_stream().unwrap();
+    f.request_headers(id, get("/api/products"), true).unwrap();
+    f.response_headers(id, status_headers("200"), false).unwrap();
+    f.response_body(id, 10, false).unwrap();
+    f.response_trailers(id).unwrap();
+    f.log(id).unwrap();
+    f.done(id).unwrap();
+    f.delete(id).unwrap();
+    f.tick(500).unwrap();
+    let calls = f.take_calls();
+    assert_eq!(calls.len(), 1);
+    let req = ExportTraceServiceRequest::decode(calls[0].body.as_slice()).unwrap();
+    let kinds: Vec<i32> = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.kind)
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == SpanKind::Server as i32).count(),
+        2
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == SpanKind::Client as i32).count(),
+        2
+    );
+}

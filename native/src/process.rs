@@ -1,0 +1,567 @@
+//! One filter configuration in one Envoy process: the validated config, the stats, and the
+//! process's single exporter, shared by every worker.
+//!
+//! **Export off the worker.** A worker that finishes a request writes its spans (encoded OTLP
+//! span fields) and pushes them into the one [`Exporter`] under a mutex: a copy of a few hundred
+//! bytes, nothing sent. The exporter's queue is the bounded queue: one `max_queue_bytes` budget
+//! per process (the wasm build has one per worker VM). Sending happens on Envoy's main thread
+//! only: a timer thread of this module wakes the main thread through the filter config's
+//! scheduler (`scheduler_commit` → `on_http_filter_config_scheduled`) every flush interval, or
+//! at once when a worker's push completes a batch; the main thread then sends batches with the
+//! filter config's HTTP callout and takes the answers in `on_http_filter_config_http_callout_done`.
+//! So a request's latency never includes an export, and no worker ever blocks on the network.
+
+use crate::ffi::{self, ConfigSchedulerPtr, FilterConfigEnvoyPtr, ModuleBuffer, ModuleHttpHeader};
+use crate::host::now_nanos;
+use gateway_tracing_core::config::Config;
+use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
+use gateway_tracing_core::host::{
+    ExportHost, ExportRequest, ExportResponse, HostError, HostErrorKind, Stats,
+};
+use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
+use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The scheduler event that runs the exporter's tick on the main thread.
+pub const EVENT_TICK: u64 = 1;
+
+/// While Envoy shuts down, the timer ticks at least this often (to end the wait on time).
+pub const SHUTDOWN_TICK: Duration = Duration::from_millis(100);
+
+/// Every filter config alive in this process (for the bootstrap extension's drain and
+/// shutdown hooks).
+static REGISTRY: Mutex<Vec<Weak<Process>>> = Mutex::new(Vec::new());
+
+/// The live filter configs of this process.
+pub fn registry() -> Vec<Arc<Process>> {
+    match REGISTRY.lock() {
+        Ok(mut r) => {
+            r.retain(|w| w.strong_count() > 0);
+            r.iter().filter_map(Weak::upgrade).collect()
+        }
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The counter this glue adds to the core's list: hooks that panicked (each failed open).
+pub const PANICS_COUNTER: &str = "gateway_tracing.native_panics";
+
+/// A pointer Envoy gave us that stays valid for the filter config's life and may be used from
+/// any thread for the callbacks this module uses with it (stats, scheduler commit).
+#[derive(Clone, Copy)]
+pub struct SharedPtr(pub *mut std::ffi::c_void);
+// SAFETY: Envoy's stats and the config scheduler's `commit` are thread-safe; the callout is
+// only made on the main thread (see `MainExport`).
+unsafe impl Send for SharedPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SharedPtr {}
+
+fn define(
+    f: unsafe extern "C" fn(
+        FilterConfigEnvoyPtr,
+        ModuleBuffer,
+        *mut ModuleBuffer,
+        usize,
+        *mut usize,
+    ) -> u32,
+    envoy: FilterConfigEnvoyPtr,
+    name: &str,
+) -> usize {
+    let mut id = 0usize;
+    // SAFETY: called from `on_http_filter_config_new` with the config Envoy passed; `name`
+    // outlives the call; no labels.
+    let r = unsafe {
+        f(
+            envoy,
+            ModuleBuffer::of(name.as_bytes()),
+            std::ptr::null_mut(),
+            0,
+            &mut id,
+        )
+    };
+    if r != ffi::METRICS_SUCCESS {
+        log::warn!("could not define metric {name}: result {r}");
+        return 0;
+    }
+    id
+}
+
+/// Envoy stats of one filter config (Envoy's ids are 1-based; 0 marks one it refused).
+pub struct NativeStats {
+    envoy: SharedPtr,
+    counters: Vec<usize>,
+    gauges: Vec<usize>,
+    histograms: Vec<usize>,
+    panics: usize,
+}
+
+type MetricCall =
+    unsafe extern "C" fn(FilterConfigEnvoyPtr, usize, *mut ModuleBuffer, usize, u64) -> u32;
+
+impl NativeStats {
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn define(envoy: FilterConfigEnvoyPtr) -> NativeStats {
+        NativeStats {
+            envoy: SharedPtr(envoy),
+            counters: Counter::ALL
+                .iter()
+                .map(|c| {
+                    define(
+                        ffi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+                        envoy,
+                        c.name(),
+                    )
+                })
+                .collect(),
+            gauges: Gauge::ALL
+                .iter()
+                .map(|g| {
+                    define(
+                        ffi::envoy_dynamic_module_callback_http_filter_config_define_gauge,
+                        envoy,
+                        g.name(),
+                    )
+                })
+                .collect(),
+            histograms: Histogram::ALL
+                .iter()
+                .map(|h| {
+                    define(
+                        ffi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
+                        envoy,
+                        h.name(),
+                    )
+                })
+                .collect(),
+            panics: define(
+                ffi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+                envoy,
+                PANICS_COUNTER,
+            ),
+        }
+    }
+
+    fn call(&self, f: MetricCall, id: usize, value: u64) {
+        if id == 0 {
+            return;
+        }
+        // SAFETY: a metric id this config defined; the config outlives every user of `self`.
+        let _ = unsafe { f(self.envoy.0, id, std::ptr::null_mut(), 0, value) };
+    }
+
+    /// A hook panicked (and failed open).
+    pub fn panicked(&self) {
+        self.call(
+            ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+            self.panics,
+            1,
+        );
+    }
+}
+
+impl Stats for NativeStats {
+    fn add(&self, counter: Counter, n: u64) {
+        if let Some(&id) = self.counters.get(counter.index()) {
+            self.call(
+                ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+                id,
+                n,
+            );
+        }
+    }
+
+    /// One process-wide value (the wasm build sums per-VM values).
+    fn set(&self, gauge: Gauge, value: u64) {
+        if let Some(&id) = self.gauges.get(gauge.index()) {
+            self.call(
+                ffi::envoy_dynamic_module_callback_http_filter_config_set_gauge,
+                id,
+                value,
+            );
+        }
+    }
+
+    fn record(&self, histogram: Histogram, value: u64) {
+        if let Some(&id) = self.histograms.get(histogram.index()) {
+            self.call(
+                ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value,
+                id,
+                value,
+            );
+        }
+    }
+}
+
+/// Per-target call metrics (`call_metrics: true`): `gateway_tracing.call.<target>.*`, as the
+/// wasm build defines them.
+#[derive(Default)]
+pub struct CallMetrics {
+    targets: Vec<([usize; 5], usize)>,
+}
+
+impl CallMetrics {
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn define(envoy: FilterConfigEnvoyPtr, config: &Config) -> CallMetrics {
+        if !config.call_metrics {
+            return CallMetrics::default();
+        }
+        let targets = calls::targets(config)
+            .into_iter()
+            .map(|t| {
+                let counters = CallClass::ALL.map(|c| {
+                    define(
+                        ffi::envoy_dynamic_module_callback_http_filter_config_define_counter,
+                        envoy,
+                        &format!("{}{t}.{}", calls::CALL_PREFIX, c.suffix()),
+                    )
+                });
+                let histogram = define(
+                    ffi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
+                    envoy,
+                    &format!("{}{t}.{}", calls::CALL_PREFIX, calls::DURATION_SUFFIX),
+                );
+                (counters, histogram)
+            })
+            .collect();
+        CallMetrics { targets }
+    }
+
+    pub fn record(&self, stats: &NativeStats, call: &CallRecord) {
+        let Some((counters, histogram)) = self.targets.get(call.target) else {
+            return;
+        };
+        if let Some(&id) = counters.get(call.class.index()) {
+            stats.call(
+                ffi::envoy_dynamic_module_callback_http_filter_config_increment_counter,
+                id,
+                1,
+            );
+        }
+        stats.call(
+            ffi::envoy_dynamic_module_callback_http_filter_config_record_histogram_value,
+            *histogram,
+            call.duration_ms,
+        );
+    }
+}
+
+/// What the timer thread is told.
+struct TimerState {
+    period: Duration,
+    /// Bumped on every change, so a wait in progress restarts with the new period.
+    generation: u64,
+    stop: bool,
+    /// Envoy is shutting down: tick at least every [`SHUTDOWN_TICK`].
+    shutting_down: bool,
+}
+
+/// The export timer: a thread that sleeps the tick period and then wakes the main thread.
+struct Timer {
+    state: Mutex<TimerState>,
+    changed: Condvar,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Timer {
+    fn lock(&self) -> MutexGuard<'_, TimerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_period(&self, period: Duration) {
+        let mut st = self.lock();
+        let period = if st.shutting_down {
+            period.min(SHUTDOWN_TICK)
+        } else {
+            period
+        };
+        if st.period != period {
+            st.period = period;
+            st.generation = st.generation.wrapping_add(1);
+            self.changed.notify_all();
+        }
+    }
+
+    /// The thread's loop: each period (restarted when the period changes), one tick event.
+    fn run(&self, scheduler: SharedPtr) {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                return;
+            }
+            let (generation, period) = (st.generation, st.period);
+            let (next, timeout) = match self
+                .changed
+                .wait_timeout_while(st, period, |s| !s.stop && s.generation == generation)
+            {
+                Ok(r) => r,
+                Err(e) => e.into_inner(),
+            };
+            st = next;
+            if st.stop {
+                return;
+            }
+            if timeout.timed_out() {
+                // SAFETY: the scheduler lives until `Process::shutdown` has joined this thread;
+                // commit is thread-safe.
+                unsafe {
+                    ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                        scheduler.0,
+                        EVENT_TICK,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One filter config's state in this process.
+pub struct Process {
+    pub config: Config,
+    pub stats: NativeStats,
+    pub calls: CallMetrics,
+    exporter: Mutex<Exporter>,
+    envoy: SharedPtr,
+    scheduler: SharedPtr,
+    timer: Timer,
+}
+
+impl Process {
+    /// Called on the main thread from `on_http_filter_config_new`, with the config pointer
+    /// Envoy passed there.
+    #[allow(clippy::not_unsafe_ptr_arg_deref)]
+    pub fn new(envoy: FilterConfigEnvoyPtr, config: Config) -> Arc<Process> {
+        let stats = NativeStats::define(envoy);
+        let calls = CallMetrics::define(envoy, &config);
+        let mut exporter = Exporter::new(&config);
+        let seed = crate::host::random_bytes()
+            .iter()
+            .take(8)
+            .fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+        exporter.seed(seed);
+        // SAFETY: the config pointer Envoy passed to `on_http_filter_config_new`.
+        let scheduler =
+            unsafe { ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
+        let process = Arc::new(Process {
+            timer: Timer {
+                state: Mutex::new(TimerState {
+                    period: config.exporter.flush_interval,
+                    generation: 0,
+                    stop: false,
+                    shutting_down: false,
+                }),
+                changed: Condvar::new(),
+                thread: Mutex::new(None),
+            },
+            config,
+            stats,
+            calls,
+            exporter: Mutex::new(exporter),
+            envoy: SharedPtr(envoy),
+            scheduler: SharedPtr(scheduler as ConfigSchedulerPtr),
+        });
+        if !scheduler.is_null() {
+            let p = Arc::clone(&process);
+            let spawned = std::thread::Builder::new()
+                .name("gateway-tracing-timer".into())
+                .spawn(move || {
+                    let scheduler = p.scheduler;
+                    p.timer.run(scheduler);
+                });
+            match spawned {
+                Ok(handle) => {
+                    if let Ok(mut t) = process.timer.thread.lock() {
+                        *t = Some(handle);
+                    }
+                }
+                Err(e) => log::error!("could not start the export timer thread: {e}"),
+            }
+        } else {
+            log::error!("could not create the export scheduler; spans will not be exported");
+        }
+        if let Ok(mut r) = REGISTRY.lock() {
+            r.retain(|w| w.strong_count() > 0);
+            r.push(Arc::downgrade(&process));
+        }
+        process
+    }
+
+    /// Spans held by this config's exporter (queued, awaiting retry, in flight).
+    pub fn held_spans(&self) -> usize {
+        self.exporter().held_spans()
+    }
+
+    /// Nothing queued, awaiting retry or in flight.
+    pub fn is_drained(&self) -> bool {
+        self.exporter().is_drained()
+    }
+
+    /// Main thread (listeners draining): send what is held now, partial batches included.
+    pub fn flush_now(&self) {
+        self.exporter().flush(
+            &MainExport { process: self },
+            &self.stats,
+            now_nanos(),
+            true,
+        );
+    }
+
+    /// Main thread (Envoy shutting down): send everything, each batch once; tick often so
+    /// the bootstrap extension's wait ends on time.
+    pub fn drain(&self) {
+        {
+            let mut st = self.timer.lock();
+            st.shutting_down = true;
+        }
+        self.timer.set_period(SHUTDOWN_TICK);
+        self.exporter()
+            .drain(&MainExport { process: self }, &self.stats, now_nanos());
+    }
+
+    fn exporter(&self) -> MutexGuard<'_, Exporter> {
+        // A panic while the lock was held (caught at the hook) leaves a usable exporter: its
+        // state is counts and queues, each change of which is complete or not made.
+        self.exporter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A worker finished a request: queue its spans (no I/O; the main thread sends them).
+    pub fn push(&self, run: &[u8], spans: usize) {
+        self.exporter()
+            .push(run, spans, &WorkerExport { process: self }, &self.stats);
+    }
+
+    /// Main thread: the timer fired.
+    pub fn on_tick(&self) {
+        self.exporter()
+            .on_tick(&MainExport { process: self }, &self.stats, now_nanos());
+        crate::bootstrap::check_shutdown();
+    }
+
+    /// Main thread: an export request was answered (or failed: `status` `None`).
+    pub fn on_response(
+        &self,
+        callout: u64,
+        status: Option<u16>,
+        retry_after: Option<&[u8]>,
+        body: &[u8],
+    ) {
+        let body = body
+            .get(..MAX_RESPONSE_BODY.min(body.len()))
+            .unwrap_or(body);
+        let resp = ExportResponse {
+            status,
+            retry_after,
+            body,
+        };
+        self.exporter().on_response(
+            token(callout),
+            &resp,
+            &MainExport { process: self },
+            &self.stats,
+            now_nanos(),
+        );
+        crate::bootstrap::check_shutdown();
+    }
+
+    /// Main thread, the filter config is going away: stop the timer; what is still held is
+    /// counted as dropped at shutdown (the config's callouts die with it).
+    pub fn shutdown(&self) {
+        self.timer.lock().stop = true;
+        self.timer.changed.notify_all();
+        let handle = self.timer.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        if !self.scheduler.0.is_null() {
+            // SAFETY: created in `new`, deleted once, after the only other user (the timer
+            // thread) has been joined.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+                    self.scheduler.0,
+                );
+            }
+        }
+        let mut exporter = self.exporter();
+        log::debug!(
+            "filter config destroyed with {} spans held",
+            exporter.held_spans()
+        );
+        exporter.abandon(&self.stats);
+    }
+}
+
+/// Envoy's callout ids are u64; the core's tokens u32 (ids are a counter: the low bits are
+/// unique among the few requests in flight).
+fn token(callout: u64) -> u32 {
+    (callout & u64::from(u32::MAX)) as u32
+}
+
+/// The exporter's host on a worker thread: never sends (push only arms the timer).
+struct WorkerExport<'a> {
+    process: &'a Process,
+}
+
+impl ExportHost for WorkerExport<'_> {
+    fn dispatch(&self, _req: &ExportRequest<'_>) -> Result<u32, HostError> {
+        Err(HostError::new(
+            "http_callout (worker)",
+            HostErrorKind::Internal,
+        ))
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.process.timer.set_period(period);
+        Ok(())
+    }
+}
+
+/// The exporter's host on the main thread: sends with the filter config's HTTP callout.
+struct MainExport<'a> {
+    process: &'a Process,
+}
+
+impl ExportHost for MainExport<'_> {
+    fn dispatch(&self, req: &ExportRequest<'_>) -> Result<u32, HostError> {
+        // `:authority` is Envoy's Host header: the callout's required `host`.
+        let mut headers: Vec<ModuleHttpHeader> = req
+            .headers
+            .iter()
+            .map(|(k, v)| ModuleHttpHeader {
+                key_ptr: k.as_ptr(),
+                key_length: k.len(),
+                value_ptr: v.as_ptr(),
+                value_length: v.len(),
+            })
+            .collect();
+        let mut id = 0u64;
+        // SAFETY: main thread (`on_http_filter_config_scheduled` / `_http_callout_done`); every
+        // buffer outlives the call (Envoy copies headers and body).
+        let r = unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_http_callout(
+                self.process.envoy.0,
+                &mut id,
+                ModuleBuffer::of(req.cluster.as_bytes()),
+                headers.as_mut_ptr(),
+                headers.len(),
+                ModuleBuffer::of(req.body),
+                u64::try_from(req.timeout.as_millis()).unwrap_or(u64::MAX),
+            )
+        };
+        match r {
+            ffi::CALLOUT_INIT_SUCCESS => Ok(token(id)),
+            ffi::CALLOUT_INIT_CLUSTER_NOT_FOUND => {
+                Err(HostError::new("http_callout", HostErrorKind::NotFound))
+            }
+            ffi::CALLOUT_INIT_MISSING_REQUIRED_HEADERS => {
+                Err(HostError::new("http_callout", HostErrorKind::BadArgument))
+            }
+            _ => Err(HostError::new("http_callout", HostErrorKind::Internal)),
+        }
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
+        self.process.timer.set_period(period);
+        Ok(())
+    }
+}
