@@ -467,6 +467,9 @@ impl Exporter {
             self.too_large(batch, ctx);
             return;
         }
+        // A failure within the drain's first pass (a refused dispatch) ends the pass: what is
+        // retried waits for its backoff, or the pass would send it again forever.
+        self.burst = false;
         let retryable = failure.is_retryable() && self.config.retry.enabled;
         if self.draining && !(retryable && ctx.now_ns < self.drain_deadline_ns) {
             stats.add(Counter::SpansDroppedShutdown, batch.spans as u64);

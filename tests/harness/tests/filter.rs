@@ -414,7 +414,8 @@ fn a_response_that_ends_in_its_body_or_trailers_is_traced_like_one_that_ends_in_
     // Ends in the body.
     let id = f.new_stream().unwrap();
     f.request_headers(id, get("/api/products"), false).unwrap();
-    f.response_headers(id, status_headers("200"), false).unwrap();
+    f.response_headers(id, status_headers("200"), false)
+        .unwrap();
     f.response_body(id, 10, false).unwrap();
     f.response_body(id, 0, true).unwrap();
     f.log(id).unwrap();
@@ -423,7 +424,8 @@ fn a_response_that_ends_in_its_body_or_trailers_is_traced_like_one_that_ends_in_
     // Ends in trailers.
     let id = f.new_stream().unwrap();
     f.request_headers(id, get("/api/products"), true).unwrap();
-    f.response_headers(id, status_headers("200"), false).unwrap();
+    f.response_headers(id, status_headers("200"), false)
+        .unwrap();
     f.response_body(id, 10, false).unwrap();
     f.response_trailers(id).unwrap();
     f.log(id).unwrap();
@@ -441,11 +443,17 @@ fn a_response_that_ends_in_its_body_or_trailers_is_traced_like_one_that_ends_in_
         .map(|s| s.kind)
         .collect();
     assert_eq!(
-        kinds.iter().filter(|k| **k == SpanKind::Server as i32).count(),
+        kinds
+            .iter()
+            .filter(|k| **k == SpanKind::Server as i32)
+            .count(),
         2
     );
     assert_eq!(
-        kinds.iter().filter(|k| **k == SpanKind::Client as i32).count(),
+        kinds
+            .iter()
+            .filter(|k| **k == SpanKind::Client as i32)
+            .count(),
         2
     );
 }

@@ -103,3 +103,34 @@ fn drain_while_failing_ignores_the_backoff_and_abandon_counts_the_rest() {
     assert_eq!(stats.gauge(Gauge::ExportQueueBytes), 0);
     stats.assert_accounted(&e);
 }
+
+/// A drain whose dispatches are refused (the host answers an error) must not send the same
+/// batch again and again within one call: the retry waits for its backoff.
+#[test]
+fn a_drain_with_refused_dispatches_ends() {
+    let host = MockExportHost::default();
+    let stats = MockStats::default();
+    let mut e = exporter(r#","max_export_batch_size":1"#);
+    push(&mut e, 3, &host, &stats);
+    host.fail_dispatch.set(Some(HostErrorKind::Internal));
+    assert!(!e.drain(&host, &stats, 0), "held, waiting for the backoff");
+    assert_eq!(
+        stats.get(Counter::ExportRequestsFailed),
+        1,
+        "one refusal, then backoff"
+    );
+    host.fail_dispatch.set(None);
+    let mut now = 0;
+    let mut token = 0;
+    while !e.is_drained() {
+        now += 100 * MS;
+        e.on_tick(&host, &stats, now);
+        while (token as usize) < host.count() {
+            token += 1;
+            e.on_response(token, &status(200), &host, &stats, now);
+        }
+        assert!(now < 10 * S);
+    }
+    assert_eq!(stats.get(Counter::SpansExported), 3);
+    stats.assert_accounted(&e);
+}
