@@ -17,17 +17,19 @@ PY_SCRIPTS   := $(shell python3 -c 'import sysconfig; print(sysconfig.get_path("
 # where that dir is not on PATH (pyenv without a rehash, CI shells).
 export PATH := $(PY_SCRIPTS):$(PATH)
 
-.PHONY: help deps envoy chromium build build-native test unit harness e2e e2e-wasm e2e-native lint run clean wrk bench-build bench bench-profile microbench fuzz
+.PHONY: help deps envoy chromium build build-native test unit harness e2e e2e-wasm e2e-native lint run clean wrk bench-build bench bench-profile microbench fuzz go peers otelcol jaeger func-e
 
 help:
 	@echo "make run            build, start the demo shop + gateway + sidecar on an embedded collector, show traces"
 	@echo "make run RUN_ONCE=1 same, exit after the scripted flow (status 0 only if every trace arrived complete)"
+	@echo "make run JAEGER=1   same, also exporting to Jaeger v2 (built from its Go module), with a Jaeger link per trace"
 	@echo "make run NATIVE=1   same with the native dynamic module instead of the wasm (README \"Native build\")"
-	@echo "make test           unit tests, deployment-file schema checks, Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
+	@echo "make test           unit tests, deployment-file schema checks, the host harness (built wasm in wasmi), Envoy config validation, end-to-end tests in the real Envoy and Chromium, clippy"
 	@echo "make build          build $(WASM) and the native module $(NATIVE_SO) (release) and print their sizes"
 	@echo "make bench          proxy CPU, RPS and latency: plain Envoy vs native tracer vs empty wasm vs this filter"
-	@echo "                    (under 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
+	@echo "                    (about 10 min; quick: make bench BENCH_SECONDS=2 BENCH_ROUNDS=1); see README Performance"
 	@echo "make bench-profile  where the proxy CPU per request goes (wasm code, host calls by kind, Envoy, kernel), from perf"
+	@echo "make peers          build the OpenTelemetry Collector, Jaeger v2 and func-e from Go modules into target/ (make test does)"
 	@echo "make fuzz           fuzz the traceparent, tracestate, B3 and config parsers and the whole built filter"
 	@echo "                    under the host harness (FUZZ_SECONDS each, default 60)"
 
@@ -85,12 +87,55 @@ build-native:
 	@cp target/native/libgateway_tracing_native.so $(NATIVE_SO)
 	@echo ">> $(NATIVE_SO): $$(stat -c %s $(NATIVE_SO)) bytes"
 
+## Real peers, built from Go modules -----------------------------------------------------------
+
+# The OpenTelemetry Collector (collector/: an ocb-generated distribution, contrib v0.161.0),
+# Jaeger v2 (collector/jaeger/: github.com/jaegertracing/jaeger/cmd/jaeger v1.76.0) and func-e
+# (FUNC_E_VERSION), pinned by go.mod + go.sum (func-e by its version, checked against the Go
+# checksum database), built from the Go module proxy into target/ by `go build` when missing or
+# older than their module files. Go's module and build caches make a warm rebuild a relink.
+# Only `make e2e` (the interop, func-e and fleet tests) and `make run JAEGER=1` need them.
+GO             ?= go
+GO_BUILD       := GOTOOLCHAIN=local GOFLAGS=-buildvcs=false $(GO) build -trimpath -ldflags='-s -w'
+OTELCOL        := target/otelcol-gt
+JAEGER_BIN     := target/jaeger
+FUNC_E         := target/func-e
+FUNC_E_VERSION := v1.6.0
+
+go:
+	@command -v $(GO) >/dev/null 2>&1 || { echo "Go (1.24 or newer) is needed to build the Collector, Jaeger and func-e: https://go.dev/dl/"; exit 1; }
+
+$(OTELCOL): collector/go.mod collector/go.sum $(wildcard collector/*.go) | go
+	@echo ">> building the OpenTelemetry Collector distribution (collector/) into $@"
+	@mkdir -p target
+	cd collector && $(GO_BUILD) -o ../$@ .
+
+$(JAEGER_BIN): collector/jaeger/go.mod collector/jaeger/go.sum | go
+	@echo ">> building Jaeger v2 (collector/jaeger/) into $@"
+	@mkdir -p target
+	cd collector/jaeger && $(GO_BUILD) -o ../../$@ github.com/jaegertracing/jaeger/cmd/jaeger
+
+# Rebuilt when FUNC_E_VERSION changes (the stamp names the version).
+$(FUNC_E): target/.func-e-$(FUNC_E_VERSION) ;
+target/.func-e-$(FUNC_E_VERSION): | go
+	@echo ">> building func-e $(FUNC_E_VERSION) into $(FUNC_E)"
+	@mkdir -p target && rm -f target/.func-e-*
+	GOBIN=$(CURDIR)/target GOTOOLCHAIN=local GOFLAGS=-buildvcs=false $(GO) install -trimpath \
+	  -ldflags='-s -w -X main.version=$(FUNC_E_VERSION:v%=%)' github.com/tetratelabs/func-e/cmd/func-e@$(FUNC_E_VERSION)
+	@touch $@
+
+otelcol: $(OTELCOL)
+jaeger: $(JAEGER_BIN)
+func-e: $(FUNC_E)
+peers: otelcol jaeger func-e
+
 ## Bench ---------------------------------------------------------------------------------------
 
 EMPTY_WASM := target/bench/empty_filter.wasm
 BENCH_TARGET_DIR := target/bench/build
-# The whole measurement is bounded (the default run takes about 7 minutes).
-BENCH_TIMEOUT ?= 600
+# The whole measurement is bounded (the default run, 14 configurations with the native
+# module rows, takes about 10 minutes).
+BENCH_TIMEOUT ?= 720
 
 wrk:
 	@if ! command -v wrk >/dev/null 2>&1; then \
@@ -152,9 +197,9 @@ harness: build
 # first checks the module's symbols against the Envoy binary (native/tests/abi_symbols.rs).
 E2E_LOCK := /tmp/gateway-tracing-e2e.lock
 e2e: e2e-wasm e2e-native
-e2e-wasm: envoy chromium build
+e2e-wasm: envoy chromium build peers
 	flock $(E2E_LOCK) cargo test -p gateway-tracing --test '*' -- --test-threads=1
-e2e-native: envoy chromium build
+e2e-native: envoy chromium build peers
 	cargo test -p gateway-tracing-native --test abi_symbols
 	flock $(E2E_LOCK) env GATEWAY_TRACING_BUILD=native cargo test -p gateway-tracing --test '*' -- --test-threads=1
 
@@ -193,9 +238,12 @@ RUN_ONCE ?=
 # NATIVE=1 runs the native dynamic module instead of the wasm (the default: see README
 # "Native build").
 NATIVE ?=
-run: envoy build
+# JAEGER=1 also runs Jaeger v2 (built by `make jaeger`) and sends it every trace (README
+# "Scaling out"); the embedded trace viewer stays.
+JAEGER ?=
+run: envoy build $(if $(JAEGER),jaeger,)
 	cargo build -q -p gateway-tracing-demo --bins
-	GATEWAY_TRACING_BUILD=$(if $(NATIVE),native,wasm) target/debug/demo $(if $(RUN_ONCE),--once,)
+	GATEWAY_TRACING_BUILD=$(if $(NATIVE),native,wasm) target/debug/demo $(if $(RUN_ONCE),--once,) $(if $(JAEGER),--jaeger,)
 
 clean:
 	cargo clean

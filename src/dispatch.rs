@@ -10,36 +10,77 @@
 
 use crate::abi;
 use crate::http::Http;
-use crate::root::Root;
+use crate::root::{Answer, Root};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// `proxy_action_t::Continue`: the filter never pauses a stream.
 const CONTINUE: u32 = 0;
 
 thread_local! {
     /// Root contexts by id (one per plugin configuration in this VM).
-    static ROOTS: RefCell<HashMap<u32, Root>> = RefCell::new(HashMap::new());
+    static ROOTS: Table<Root> = RefCell::new(HashMap::new());
     /// HTTP contexts by id (one per request or, upstream, per attempt).
-    static HTTPS: RefCell<HashMap<u32, Http>> = RefCell::new(HashMap::new());
+    static HTTPS: Table<Http> = RefCell::new(HashMap::new());
 }
 
-/// Runs `f` on a context taken out of its table, then puts it back, so no table borrow is
-/// held while the context runs (a host that re-enters the module finds the table free; the
-/// context itself is then absent and the nested callback is ignored, never a panic).
+type Table<C> = RefCell<HashMap<u32, Rc<RefCell<C>>>>;
+
+thread_local! {
+    /// Export answers for a root context that was running when they came (only a host that
+    /// re-enters the module can cause it): read at once, handed to the root at its next
+    /// callback, so an answer is never dropped and its in-flight slot never leaks.
+    static LATE: RefCell<Vec<(u32, Answer)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The answers kept for root `id`, taken.
+fn take_late(id: u32) -> Vec<Answer> {
+    LATE.with(|l| {
+        let Ok(mut l) = l.try_borrow_mut() else {
+            return Vec::new();
+        };
+        if l.is_empty() {
+            return Vec::new();
+        }
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *l)
+            .into_iter()
+            .partition(|(r, _)| *r == id);
+        *l = rest;
+        mine.into_iter().map(|(_, a)| a).collect()
+    })
+}
+
+/// Runs `f` on a root context, first handing it the answers that came while it was busy.
+fn with_root<R>(id: u32, f: impl FnOnce(&mut Root) -> R) -> Option<R> {
+    with(&ROOTS, id, |root| {
+        let late = take_late(id);
+        if !late.is_empty() {
+            root.adopt(late);
+        }
+        f(root)
+    })
+}
+
+/// Runs `f` on a context; no table borrow is held while it runs, so a host that re-enters the
+/// module finds the table free. A context that is already running (a nested callback for the
+/// same id) or unknown is skipped: `None`, never a panic.
 fn with<C, R>(
-    table: &'static std::thread::LocalKey<RefCell<HashMap<u32, C>>>,
+    table: &'static std::thread::LocalKey<Table<C>>,
     id: u32,
     f: impl FnOnce(&mut C) -> R,
 ) -> Option<R> {
-    let mut ctx = table.with(|t| t.try_borrow_mut().ok()?.remove(&id))?;
-    let out = f(&mut ctx);
+    let ctx = table.with(|t| t.try_borrow().ok()?.get(&id).cloned())?;
+    let mut ctx = ctx.try_borrow_mut().ok()?;
+    Some(f(&mut ctx))
+}
+
+fn insert<C>(table: &'static std::thread::LocalKey<Table<C>>, id: u32, ctx: C) {
     table.with(|t| {
         if let Ok(mut t) = t.try_borrow_mut() {
-            t.insert(id, ctx);
+            t.insert(id, Rc::new(RefCell::new(ctx)));
         }
     });
-    Some(out)
 }
 
 fn init() {
@@ -125,22 +166,12 @@ pub extern "C" fn proxy_on_vm_start(_root_context_id: u32, _vm_configuration_siz
 #[no_mangle]
 pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
     if root_context_id == 0 {
-        let root = Root::new(context_id);
-        ROOTS.with(|t| {
-            if let Ok(mut t) = t.try_borrow_mut() {
-                t.insert(context_id, root);
-            }
-        });
+        insert(&ROOTS, context_id, Root::new(context_id));
         return;
     }
     // A stream of an unknown root gets a context that does nothing (never a panic).
     let shared = with(&ROOTS, root_context_id, |r| r.shared()).flatten();
-    let http = Http::new(root_context_id, shared);
-    HTTPS.with(|t| {
-        if let Ok(mut t) = t.try_borrow_mut() {
-            t.insert(context_id, http);
-        }
-    });
+    insert(&HTTPS, context_id, Http::new(root_context_id, shared));
 }
 
 #[no_mangle]
@@ -156,7 +187,7 @@ pub extern "C" fn proxy_on_configure(
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root_context_id: u32) {
-    with(&ROOTS, root_context_id, Root::on_tick);
+    with_root(root_context_id, Root::on_tick);
 }
 
 #[no_mangle]
@@ -170,9 +201,20 @@ pub extern "C" fn proxy_on_http_call_response(
     // Calls are dispatched from the root context; should a host route the answer to an HTTP
     // context, it belongs to that context's root all the same (the exporter's slot is there).
     let root_id = with(&HTTPS, context_id, |h| h.root_id()).unwrap_or(context_id);
-    with(&ROOTS, root_id, |r| {
+    let handled = with_root(root_id, |r| {
         r.on_http_call_response(token, num_headers, body_size, num_trailers)
     });
+    let known = ROOTS.with(|t| t.try_borrow().is_ok_and(|t| t.contains_key(&root_id)));
+    if handled.is_none() && known {
+        // The root is running (a host re-entering the module): keep the answer for later.
+        let answer = Root::read_answer(token, body_size);
+        LATE.with(|l| {
+            if let Ok(mut l) = l.try_borrow_mut() {
+                l.push((root_id, answer));
+            }
+        });
+        log::debug!("export answer {token} came while the root context was busy: kept for its next callback");
+    }
 }
 
 #[no_mangle]
@@ -229,7 +271,7 @@ pub extern "C" fn proxy_on_done(context_id: u32) -> bool {
     if let Some(done) = with(&HTTPS, context_id, Http::on_done) {
         return done;
     }
-    with(&ROOTS, context_id, Root::on_done).unwrap_or(true)
+    with_root(context_id, Root::on_done).unwrap_or(true)
 }
 
 #[no_mangle]
@@ -239,5 +281,12 @@ pub extern "C" fn proxy_on_delete(context_id: u32) {
     let http = HTTPS.with(|t| t.try_borrow_mut().ok()?.remove(&context_id));
     drop(http);
     let root = ROOTS.with(|t| t.try_borrow_mut().ok()?.remove(&context_id));
+    if let Some(root) = &root {
+        // Answers kept for it are handed over first: its drop counts what is still held.
+        let late = take_late(context_id);
+        if let (false, Ok(mut r)) = (late.is_empty(), root.try_borrow_mut()) {
+            r.adopt(late);
+        }
+    }
     drop(root);
 }

@@ -12,8 +12,9 @@ use gateway_tracing_core::host::{ExportResponse, Host};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// An export answer read from the host and owned, so it can wait when the exporter is busy.
-struct Answer {
+/// An export answer read from the host and owned, so it can wait when the exporter (or the
+/// root context itself) is busy.
+pub struct Answer {
     token: u32,
     status: Option<u16>,
     retry_after: Option<Vec<u8>>,
@@ -44,8 +45,16 @@ impl Root {
         self.shared.clone()
     }
 
-    /// Reads one export answer: `:status` and `retry-after` as bytes, the body bounded.
-    fn read_answer(token: u32, body_size: usize) -> Answer {
+    /// Answers read while this root was busy (`dispatch.rs`), to be handed over with the next.
+    pub fn adopt(&mut self, answers: Vec<Answer>) {
+        if self.shared.is_some() {
+            self.waiting.extend(answers);
+        }
+    }
+
+    /// Reads one export answer: `:status` and `retry-after` as bytes, the body bounded. Only
+    /// valid inside `proxy_on_http_call_response` (the host's buffers live that long).
+    pub fn read_answer(token: u32, body_size: usize) -> Answer {
         let header = |name: &str| {
             abi::header_value(abi::HTTP_CALL_RESPONSE_HEADERS, name).unwrap_or_else(|e| {
                 log::debug!("export response header {name} unreadable ({e})");

@@ -98,7 +98,7 @@ fn two_workers_share_one_queue_budget() {
     let collector = FaultCollector::start("127.0.0.1:4318").unwrap();
     collector.set_mode(Mode::Down);
     let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
-    let budget = 32_768u64;
+    let budget = 65_536u64;
     let config = gateway_config_with(
         "process-budget.yaml",
         &[
@@ -108,7 +108,7 @@ fn two_workers_share_one_queue_budget() {
             ),
             (
                 r#""max_queue_bytes": 33554432"#,
-                r#""max_queue_bytes": 32768"#,
+                r#""max_queue_bytes": 65536"#,
             ),
         ],
     );

@@ -65,6 +65,8 @@ struct State {
     jsonl: Option<File>,
     /// `GET /api/traces` requests served (the viewer page polls it).
     viewer_polls: usize,
+    /// Also send every accepted export to this OTLP/HTTP URL ([`Collector::forward_to`]).
+    forward: Option<String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -101,6 +103,13 @@ impl Collector {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         lock(&self.state).jsonl = Some(file);
         Ok(self)
+    }
+
+    /// Also sends every export it accepts, as received, to the OTLP/HTTP traces URL `url`
+    /// (`make run JAEGER=1`: Jaeger's `/v1/traces`), from a background thread; a failed
+    /// forward is logged to stderr and not retried.
+    pub fn forward_to(&self, url: &str) {
+        lock(&self.state).forward = Some(url.to_string());
     }
 
     /// The bound address.
@@ -292,6 +301,9 @@ fn handle(state: &Shared, mut req: Request) {
         Ok(export) => {
             let spans = flatten(&export);
             let mut st = lock(state);
+            if let Some(url) = st.forward.clone() {
+                forward(url, ctype.clone(), body);
+            }
             record.span_count = spans.len();
             if let Some(f) = st.jsonl.as_mut() {
                 for s in &spans {
@@ -350,4 +362,20 @@ fn viewer_get(state: &Shared, path: &str) -> Option<(u16, &'static str, Vec<u8>)
             })
         }
     }
+}
+
+/// Posts one export body to `url` from a background thread.
+fn forward(url: String, ctype: String, body: Vec<u8>) {
+    std::thread::spawn(move || {
+        let agent = ureq::AgentBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .build();
+        if let Err(e) = agent
+            .post(&url)
+            .set("content-type", &ctype)
+            .send_bytes(&body)
+        {
+            eprintln!("collector: forwarding to {url} failed: {e}");
+        }
+    });
 }

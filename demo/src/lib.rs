@@ -9,6 +9,7 @@
 //! - [`build`]: which build of the filter runs (wasm or the native module) and the config
 //!   rewrite between them.
 //! - [`envoy`]: runs a real Envoy process for end-to-end tests; [`envoy::ProcessGuard`].
+//! - [`peers`]: runs the real OpenTelemetry Collector and Jaeger v2 built by `make peers`.
 //! - [`mesh`]: the whole shop mesh (collector, services, gateway and cart sidecar Envoys) and
 //!   the scripted shopping flow, used by `make run` and the mesh end-to-end test.
 //!
@@ -24,6 +25,7 @@ pub mod collector;
 pub mod envoy;
 pub mod http;
 pub mod mesh;
+pub mod peers;
 pub mod shop;
 pub mod span;
 pub mod tree;

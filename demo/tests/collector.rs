@@ -346,3 +346,34 @@ fn viewer_page_and_its_json() -> R {
     );
     Ok(())
 }
+
+/// `make run JAEGER=1`: every accepted export also goes, as received, to the forward URL.
+#[test]
+fn forward_to_sends_every_accepted_export_on() -> R {
+    let sink = Collector::start(":0")?;
+    let c = Collector::start(":0")?;
+    c.forward_to(&format!("http://{}/v1/traces", sink.addr()));
+    let body = sample().encode_to_vec();
+    assert_eq!(
+        post(
+            &format!("http://{}/v1/traces", c.addr()),
+            "application/x-protobuf",
+            &body
+        )?,
+        200
+    );
+    let got = sink
+        .wait_for(Duration::from_secs(5), |s| s.len() >= c.spans().len())
+        .map_err(|s| format!("forwarded {} spans", s.len()))?;
+    assert_eq!(got, c.spans(), "the same spans, decoded by the receiver");
+    // A refused export is not forwarded.
+    c.fail_next(1, 503);
+    let _ = post(
+        &format!("http://{}/v1/traces", c.addr()),
+        "application/x-protobuf",
+        &body,
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sink.spans().len(), got.len());
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! their ecosystems' own schemas, vendored in `tests/schemas/` (see its README for sources and
 //! licenses):
 //!
-//! - `envoy/docker-compose.yaml` against the Compose Specification JSON schema;
+//! - `envoy/docker-compose.yaml` against the Compose Specification JSON schema, and that it runs
+//!   the scale-out topology the fleet test runs (`envoy/collector/`);
 //! - every `WasmPlugin` in `envoy/istio-wasmplugin.yaml` against the WasmPlugin CRD's OpenAPI
 //!   schema, with unknown fields refused (Kubernetes would silently prune them).
 //!
@@ -181,6 +182,72 @@ fn compose_keeps_envoy_admin_on_loopback_and_never_creates_the_wasm_path() {
             assert!(
                 repo().join("envoy").join(src).exists(),
                 "{s}: short-syntax bind of a missing path would create a directory"
+            );
+        }
+    }
+}
+
+/// The compose services that mount `./collector/<file>` (the fleet's configs).
+fn services_mounting(doc: &Value, file: &str) -> Vec<String> {
+    let services = doc["services"].as_object().expect("services");
+    services
+        .iter()
+        .filter(|(_, svc)| {
+            svc["volumes"].as_array().is_some_and(|vols| {
+                vols.iter().any(|v| {
+                    v.as_str()
+                        .is_some_and(|s| s.starts_with(&format!("./collector/{file}:")))
+                })
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
+}
+
+/// The compose file runs the topology the fleet test runs (tests/e2e_fleet.rs): the same
+/// config files, wired the same way (tier 1 -> both tier-2 services -> Jaeger), and every
+/// variable it sets is one the config reads.
+#[test]
+fn compose_runs_the_tested_scale_out_topology() {
+    let doc = compose();
+    let env = |svc: &str, key: &str| -> String {
+        doc["services"][svc]["environment"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{svc}: environment {key}"))
+            .to_string()
+    };
+    let host = |addr: String| addr.split(':').next().unwrap_or_default().to_string();
+    assert_eq!(services_mounting(&doc, "tier1.yaml"), ["otel-collector"]);
+    let mut tier2 = services_mounting(&doc, "tier2.yaml");
+    tier2.sort();
+    assert_eq!(tier2.len(), 2, "two second-tier Collectors: {tier2:?}");
+    let mut routed = vec![
+        host(env("otel-collector", "TIER2_A")),
+        host(env("otel-collector", "TIER2_B")),
+    ];
+    routed.sort();
+    assert_eq!(routed, tier2, "tier 1 routes to both tier-2 services");
+    assert_eq!(services_mounting(&doc, "jaeger.yaml"), ["jaeger"]);
+    for t in &tier2 {
+        assert_eq!(host(env(t, "JAEGER_OTLP_GRPC")), "jaeger");
+    }
+    // The Envoy config sends to tier 1 by that service name.
+    assert!(read("envoy/docker/envoy.yaml").contains("address: otel-collector, port_value: 4318"));
+    // Every variable set is read by the mounted config (a renamed variable would silently
+    // fall back to the loopback default).
+    for (svc, file) in [
+        ("otel-collector", "tier1.yaml"),
+        (tier2[0].as_str(), "tier2.yaml"),
+        ("jaeger", "jaeger.yaml"),
+    ] {
+        let config = read(&format!("envoy/collector/{file}"));
+        let vars = doc["services"][svc]["environment"]
+            .as_object()
+            .expect("environment");
+        for k in vars.keys() {
+            assert!(
+                config.contains(&format!("${{env:{k}")),
+                "{svc} sets {k}, which {file} never reads"
             );
         }
     }

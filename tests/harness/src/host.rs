@@ -124,6 +124,9 @@ pub struct Host {
     pub faults: HashMap<String, u32>,
     /// Every host call made, by import name, in order.
     pub trace: Vec<&'static str>,
+    /// A host that re-enters the module: when set, `proxy_http_call` answers the call at once,
+    /// calling `proxy_on_http_call_response` (this `:status`, no body) before it returns.
+    pub answer_inline: Option<Vec<u8>>,
     rng: u64,
 }
 

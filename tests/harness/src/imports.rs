@@ -317,6 +317,18 @@ pub(crate) fn define_imports(linker: &mut Linker<Host>) -> Result<(), wasmi::Err
                 timeout_ms,
             });
             write_u32(&mut c, token_out, token)?;
+            if let Some(answer) = c.data_mut().answer_inline.take() {
+                c.data_mut().call_response_headers = vec![(b":status".to_vec(), answer.clone())];
+                c.data_mut().call_response_body.clear();
+                let respond = c
+                    .get_export("proxy_on_http_call_response")
+                    .and_then(Extern::into_func)
+                    .ok_or_else(|| wasmi::Error::new("no proxy_on_http_call_response"))?;
+                respond
+                    .typed::<(u32, u32, u32, u32, u32), ()>(&c)?
+                    .call(&mut c, (context, token, 1, 0, 0))?;
+                c.data_mut().answer_inline = Some(answer);
+            }
             Ok(status::OK)
         },
     )?;

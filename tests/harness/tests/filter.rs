@@ -457,3 +457,75 @@ fn a_response_that_ends_in_its_body_or_trailers_is_traced_like_one_that_ends_in_
         2
     );
 }
+
+/// Every value the module reads, hostile: header names and values that are not UTF-8, Envoy
+/// attributes of the wrong length or encoding. The request is traced (a new trace), nothing traps.
+#[test]
+fn hostile_bytes_in_every_header_and_attribute_never_trap() {
+    let mut f = Filter::configured().unwrap();
+    for (path, value) in [
+        ("xds.cluster_name", &b"\xff\xfe"[..]),
+        ("upstream.address", b"\xff:\x80"),
+        ("response.code", b"\x01\x02\x03"),
+        ("response.flags", b"\xff"),
+        ("response.code_details", b"via_\xffupstream"),
+        ("request.protocol", b"\xc3"),
+        ("source.address", b"\xff"),
+        ("connection.tls_version", b"\xff"),
+    ] {
+        f.host_mut().properties.insert(path.into(), value.to_vec());
+    }
+    let request = pairs(&[
+        (&b":method"[..], &b"G\xffT"[..]),
+        (b":path", b"/api/\xff\xfe?q=\x80"),
+        (b":authority", b"\xff"),
+        (b"traceparent", b"00-\xff\xff-\x80-01"),
+        (b"tracestate", b"a=\xff"),
+        (b"\xff\xfe", b"\x00\x01"),
+        (b"user-agent", b"\xff"),
+        (b"", b""),
+    ]);
+    let response = pairs(&[(&b":status"[..], &b"\xff"[..]), (b"\xff", b"\xff")]);
+    f.request(request, response).unwrap();
+    let call = one_export(&mut f);
+    let req = ExportTraceServiceRequest::decode(call.body.as_slice()).unwrap();
+    let servers: Vec<String> = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .filter(|s| s.kind == SpanKind::Server as i32)
+        .map(|s| hex(&s.trace_id))
+        .collect();
+    assert_eq!(
+        servers.len(),
+        2,
+        "the hostile request and the next one: {servers:?}"
+    );
+    assert!(
+        servers.iter().any(|t| t != TRACE_ID_HEX),
+        "an invalid traceparent restarts the trace: {servers:?}"
+    );
+    f.respond_status(call.token, b"200", vec![], b"").unwrap();
+    assert_accounted(&f);
+    assert!(f.trapped().is_none());
+}
+
+/// A host that answers an export call inside `dispatch_http_call` (re-entering the module while
+/// the root context runs): the answer is kept and handed over at the root's next callback,
+/// never dropped (a dropped answer would hold its in-flight slot for ever).
+#[test]
+fn an_answer_delivered_while_the_root_is_running_is_kept_not_dropped() {
+    let mut f = Filter::configured().unwrap();
+    f.host_mut().answer_inline = Some(b"200".to_vec());
+    f.request(get("/a"), status_headers("200")).unwrap();
+    f.tick(600).unwrap();
+    assert_eq!(f.take_calls().len(), 1);
+    assert!(f.trapped().is_none());
+    assert_eq!(f.host().metric("spans_exported"), 0, "not yet: the root was busy");
+    f.host_mut().answer_inline = None;
+    f.tick(100).unwrap();
+    assert_eq!(f.host().metric("spans_exported"), 2, "handed over at the next tick");
+    assert_eq!(f.host().metric("export_in_flight"), 0, "the slot is free again");
+    assert_accounted(&f);
+}

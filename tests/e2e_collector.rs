@@ -1,0 +1,622 @@
+//! End-to-end against the real OpenTelemetry Collector (`target/otelcol-gt`, built from
+//! `collector/` by `make peers`): the gateway and the cart sidecar export to it instead of the
+//! demo collector.
+//!
+//! - What the Collector decodes (read back from its file exporter) equals what the demo
+//!   collector records for the same flow, for OTLP/HTTP protobuf, JSON and gzip.
+//! - What the filter does when the real Collector refuses (its memory limiter, a request body
+//!   over `max_request_body_size`, a full exporter queue) is what the README says, and every
+//!   span is accounted for on both sides (the filter's counters, the Collector's metrics).
+mod common;
+
+use common::{ports_lock, repo_root, send, try_start_envoy};
+use demo::collector::Collector;
+use demo::envoy::Envoy;
+use demo::peers::{otelcol_binary, Peer, PeerOpts};
+use demo::serde_json::{self, json, Value};
+use demo::shop::{self, Service, ServiceHandle};
+use demo::span::{flatten, RecordedSpan};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const GATEWAY: &str = "127.0.0.1:10000";
+const GATEWAY_ADMIN: u16 = 9901;
+const SIDECAR_ADMIN: u16 = 9902;
+/// The Collector's OTLP/HTTP receiver takes the demo collector's place (the shipped configs'
+/// `otel_collector` cluster).
+const OTLP_HTTP: &str = "127.0.0.1:4318";
+const HEALTH: &str = "127.0.0.1:13133";
+const METRICS: &str = "127.0.0.1:18888";
+
+/// The incoming context every flow request carries: the gateway (`trust: untrusted`) starts
+/// its own trace and links to it.
+const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const INCOMING_SPAN: &str = "00f067aa0ba902b7";
+
+/// The flow: the four steps of `make run` and a failing upstream (an exception event).
+const REQUESTS: [(&str, &str, &str); 5] = [
+    (
+        "POST",
+        "/api/auth/login",
+        r#"{"user":"demo","password":"demo"}"#,
+    ),
+    ("GET", "/api/products", ""),
+    (
+        "POST",
+        "/api/cart/c-42/add",
+        r#"{"productId":"p-2","qty":1}"#,
+    ),
+    ("POST", "/api/orders", r#"{"cartId":"c-42"}"#),
+    ("GET", "/api/legacy/report", ""),
+];
+/// Spans the flow produces: 2 + 2 + 5 (gateway, Durable Object call, sidecar SERVER and its
+/// two calls) + 2 + 2.
+const FLOW_SPANS: usize = 13;
+
+/// Attributes whose values differ between two runs of the same flow (ephemeral ports, ids).
+const VOLATILE: [&str; 4] = [
+    "client.port",
+    "source.port",
+    "network.peer.port",
+    "http.request.header.x-request-id",
+];
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-tracing-e2e-collector-{}/{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `envoy/<file>` with every occurrence of each `from` replaced, written to `dir`.
+fn config_with(dir: &Path, file: &str, edits: &[(&str, &str)]) -> PathBuf {
+    let mut yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
+    for (from, to) in edits {
+        assert!(
+            yaml.contains(from),
+            "envoy/{file} no longer contains {from:?}"
+        );
+        yaml = yaml.replace(from, to);
+    }
+    let path = dir.join(file);
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The gateway and sidecar with `exporter_extra` added to every exporter block and the
+/// gateway at the edge (`trust: untrusted`, so its SERVER spans carry a link).
+fn flow_configs(dir: &Path, exporter_extra: &str) -> (PathBuf, PathBuf) {
+    let flush = "\"flush_interval_ms\": 500";
+    let with = format!("{flush}{exporter_extra}");
+    let gateway = config_with(
+        dir,
+        "gateway.yaml",
+        &[
+            (flush, with.as_str()),
+            (
+                "\"mode\": \"gateway\",",
+                "\"mode\": \"gateway\", \"trust\": \"untrusted\",",
+            ),
+        ],
+    );
+    let sidecar = config_with(dir, "cart-sidecar.yaml", &[(flush, with.as_str())]);
+    (gateway, sidecar)
+}
+
+/// The shop services, the cart sidecar and the gateway, exporting to 127.0.0.1:4318.
+struct Shop {
+    _services: Vec<ServiceHandle>,
+    sidecar: Envoy,
+    gateway: Envoy,
+}
+
+impl Shop {
+    fn start(gateway: &Path, sidecar: &Path) -> Shop {
+        let services = Service::ALL
+            .iter()
+            .map(|s| shop::serve(*s, s.default_listen(), shop::DEFAULT_OUTBOUND).unwrap())
+            .collect();
+        let sidecar = try_start_envoy(sidecar, SIDECAR_ADMIN, 1, 2, vec![]).unwrap();
+        let gateway = try_start_envoy(gateway, GATEWAY_ADMIN, 0, 2, vec![]).unwrap();
+        Shop {
+            _services: services,
+            sidecar,
+            gateway,
+        }
+    }
+
+    fn drive_flow(&self) {
+        let tp = format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-01");
+        for (method, path, body) in REQUESTS {
+            let r = send(
+                GATEWAY,
+                method,
+                path,
+                &[("traceparent", tp.as_bytes())],
+                body,
+            );
+            let ok = if path.starts_with("/api/legacy") {
+                r.status == 503
+            } else {
+                (200..300).contains(&r.status)
+            };
+            assert!(ok, "{method} {path}: {} {}", r.status, r.body);
+        }
+    }
+
+    /// A filter counter summed over both proxies.
+    fn counter(&self, name: &str) -> u64 {
+        [&self.gateway, &self.sidecar]
+            .iter()
+            .map(|e| {
+                e.stat(&format!("wasmcustom.gateway_tracing.{name}"))
+                    .unwrap()
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+}
+
+/// A Collector config: `components` (receivers, processors, exporters), one traces
+/// `pipeline` (its receivers/processors/exporters lists), health_check and Prometheus
+/// self-metrics.
+fn collector_config(dir: &Path, components: &str, pipeline: &str) -> PathBuf {
+    let (metrics_host, metrics_port) = METRICS.split_once(':').unwrap();
+    let yaml = format!(
+        "{components}
+extensions:
+  health_check:
+    endpoint: {HEALTH}
+service:
+  extensions: [health_check]
+  telemetry:
+    logs:
+      level: info
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: {metrics_host}
+                port: {metrics_port}
+  pipelines:
+    traces:
+{pipeline}"
+    );
+    let path = dir.join("otelcol.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn start_collector(dir: &Path, name: &str, config: &Path) -> Peer {
+    Peer::start(PeerOpts {
+        name: name.into(),
+        binary: otelcol_binary(&repo_root()),
+        config: config.to_path_buf(),
+        ready_url: format!("http://{HEALTH}/"),
+        metrics_url: Some(format!("http://{METRICS}/metrics")),
+        env: vec![],
+        log_dir: dir.to_path_buf(),
+        ready_timeout: Duration::from_secs(30),
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every span the file exporter has written so far (one OTLP/JSON export request per line),
+/// and the raw requests.
+fn read_file_export(path: &Path) -> (Vec<RecordedSpan>, Vec<ExportTraceServiceRequest>) {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    // Only whole lines: the exporter may be writing the last one.
+    text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
+    let mut spans = Vec::new();
+    let mut raw = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let req: ExportTraceServiceRequest = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("file exporter line is not OTLP/JSON ({e}): {line}"));
+        spans.extend(flatten(&req));
+        raw.push(req);
+    }
+    (spans, raw)
+}
+
+fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A span as compared across runs: ids replaced by the parent's name, times dropped,
+/// volatile attribute values masked.
+fn canonical(spans: &[RecordedSpan]) -> BTreeMap<String, Vec<Value>> {
+    let mask = |attrs: &BTreeMap<String, demo::AttrValue>| -> Value {
+        let mut m = serde_json::Map::new();
+        for (k, v) in attrs {
+            let v = if VOLATILE.contains(&k.as_str()) {
+                json!("<varies>")
+            } else {
+                serde_json::to_value(v).unwrap()
+            };
+            m.insert(k.clone(), v);
+        }
+        Value::Object(m)
+    };
+    let mut traces: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for s in spans {
+        let root = spans
+            .iter()
+            .find(|r| r.trace_id == s.trace_id && r.parent_span_id.is_empty())
+            .map_or("<no root>".to_string(), |r| r.name.clone());
+        let parent = spans
+            .iter()
+            .find(|p| p.trace_id == s.trace_id && p.span_id == s.parent_span_id)
+            .map(|p| p.name.clone());
+        traces.entry(root).or_default().push(json!({
+            "name": s.name,
+            "parent": parent,
+            "kind": s.kind,
+            "attributes": mask(&s.attributes),
+            "events": s.events.iter().map(|e| json!({"name": e.name, "attributes": mask(&e.attributes)})).collect::<Vec<_>>(),
+            "status": [json!(s.status_code), json!(s.status_message)],
+            "resource": mask(&s.resource),
+            "scope": [&s.scope_name, &s.scope_version],
+            "trace_state": s.trace_state,
+        }));
+    }
+    for v in traces.values_mut() {
+        v.sort_by_key(|s| s.to_string());
+    }
+    traces
+}
+
+/// The reference: the same flow into the demo collector.
+fn reference_run() -> Vec<RecordedSpan> {
+    let dir = scratch("reference");
+    let (gateway, sidecar) = flow_configs(&dir, "");
+    let collector = Collector::start(OTLP_HTTP).unwrap();
+    let shop = Shop::start(&gateway, &sidecar);
+    shop.drive_flow();
+    let spans = match collector.wait_for(Duration::from_secs(15), |s| s.len() >= FLOW_SPANS) {
+        Ok(s) => s,
+        Err(s) => panic!("demo collector got {} of {FLOW_SPANS} spans", s.len()),
+    };
+    spans
+}
+
+#[test]
+fn real_collector_decodes_protobuf_json_and_gzip_as_the_demo_collector_records() {
+    let _lock = ports_lock();
+    let reference = canonical(&reference_run());
+    assert_eq!(
+        reference.len(),
+        REQUESTS.len(),
+        "one trace per request: {reference:#?}"
+    );
+
+    for (label, extra) in [
+        ("protobuf", ""),
+        ("json", ", \"encoding\": \"json\""),
+        ("gzip", ", \"compression\": \"gzip\""),
+    ] {
+        let dir = scratch(label);
+        let file = dir.join("spans.jsonl");
+        let config = collector_config(
+            &dir,
+            &format!(
+                "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {OTLP_HTTP}
+exporters:
+  file:
+    path: {}
+    flush_interval: 100ms
+",
+                file.display()
+            ),
+            "      receivers: [otlp]\n      exporters: [file]\n",
+        );
+        let otelcol = start_collector(&dir, &format!("otelcol-{label}"), &config);
+        let (gateway, sidecar) = flow_configs(&dir, extra);
+        let shop = Shop::start(&gateway, &sidecar);
+        shop.drive_flow();
+
+        let (spans, raw) = wait_until(Duration::from_secs(15), "the Collector's file", || {
+            let (s, r) = read_file_export(&file);
+            (s.len() >= FLOW_SPANS).then_some((s, r))
+        });
+        // Nothing more arrives (no duplicate from a retry).
+        std::thread::sleep(Duration::from_millis(1200));
+        let (spans_after, _) = read_file_export(&file);
+        assert_eq!(
+            spans_after.len(),
+            FLOW_SPANS,
+            "{label}: exactly the flow's spans"
+        );
+
+        let got = canonical(&spans);
+        for (root, want) in &reference {
+            assert_eq!(
+                got.get(root),
+                Some(want),
+                "{label}: trace {root:?} differs from the demo collector's"
+            );
+        }
+        assert_eq!(got.len(), reference.len(), "{label}: {:?}", got.keys());
+
+        // Links (the demo collector does not record them): each gateway SERVER span links to
+        // the incoming context it did not continue, marked remote.
+        let servers: Vec<_> = raw
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .filter(|s| s.kind == 2 && s.parent_span_id.is_empty())
+            .collect();
+        assert_eq!(
+            servers.len(),
+            REQUESTS.len(),
+            "{label}: gateway SERVER spans"
+        );
+        for s in servers {
+            assert_eq!(s.links.len(), 1, "{label}: {} links", s.name);
+            let l = &s.links[0];
+            assert_eq!(demo::span::hex(&l.trace_id), INCOMING_TRACE);
+            assert_eq!(demo::span::hex(&l.span_id), INCOMING_SPAN);
+            assert_eq!(l.flags & 0x300, 0x300, "{label}: link flags {:#x}", l.flags);
+        }
+
+        // Both sides agree on the count.
+        let exported = shop.counter("spans_exported");
+        assert_eq!(
+            exported, FLOW_SPANS as u64,
+            "{label}: filter spans_exported"
+        );
+        let accepted = otelcol
+            .metric("otelcol_receiver_accepted_spans", &[])
+            .unwrap();
+        assert_eq!(accepted, FLOW_SPANS as f64, "{label}: Collector accepted");
+        let encoding = otelcol.log();
+        assert!(
+            !encoding.contains("\"error\""),
+            "{label}: Collector logged an error"
+        );
+    }
+}
+
+/// The gateway alone matters here; the flow's products request gives two spans.
+const PRODUCTS: (&str, &str, &str) = ("GET", "/api/products", "");
+
+fn products(n: usize) {
+    for _ in 0..n {
+        let r = send(GATEWAY, PRODUCTS.0, PRODUCTS.1, &[], PRODUCTS.2);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+/// The filter's accounting identity (README "Metrics"), on the gateway.
+fn assert_accounted(shop: &Shop, label: &str) {
+    let c = |n: &str| shop.counter(n);
+    let dropped: u64 = [
+        "spans_dropped_queue_full",
+        "spans_dropped_export_failed",
+        "spans_dropped_retries_exhausted",
+        "spans_dropped_rejected_by_collector",
+        "spans_dropped_shutdown",
+        "spans_dropped_internal",
+    ]
+    .iter()
+    .map(|n| c(n))
+    .sum();
+    assert_eq!(
+        c("spans_created"),
+        c("spans_exported") + dropped + c("export_queue_spans"),
+        "{label}: spans_created = exported + dropped + held"
+    );
+}
+
+fn otlp_file_collector(dir: &Path, receiver_extra: &str, processors: &str) -> (PathBuf, PathBuf) {
+    let file = dir.join("spans.jsonl");
+    let (procs, list) = if processors.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!("processors:\n{processors}"),
+            "      processors: [memory_limiter]\n".to_string(),
+        )
+    };
+    let config = collector_config(
+        dir,
+        &format!(
+            "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {OTLP_HTTP}{receiver_extra}
+{procs}exporters:
+  file:
+    path: {}
+    flush_interval: 100ms
+",
+            file.display()
+        ),
+        &format!("      receivers: [otlp]\n{list}      exporters: [file]\n"),
+    );
+    (config, file)
+}
+
+/// Fast retries, so a refusal and a recovery fit in seconds.
+const FAST_RETRY: &str =
+    ", \"retry\": {\"initial_backoff_ms\": 200, \"max_backoff_ms\": 1000, \"max_elapsed_ms\": 60000}";
+
+#[test]
+fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
+    let _lock = ports_lock();
+    let dir = scratch("memory-limiter");
+    // A 1 MiB limit, below the heap of any running Collector: every export is refused (503,
+    // "data refused due to high memory usage"), a retryable answer.
+    let (limited, _) = otlp_file_collector(
+        &dir,
+        "",
+        "  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 1\n",
+    );
+    let mut otelcol = start_collector(&dir, "otelcol-memory-limited", &limited);
+    let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
+    let shop = Shop::start(&gateway, &sidecar);
+    products(5);
+
+    wait_until(Duration::from_secs(15), "the filter retrying", || {
+        (shop.counter("export_retries") >= 2).then_some(())
+    });
+    assert_eq!(shop.counter("spans_exported"), 0);
+    assert_eq!(shop.counter("spans_created"), 10);
+    assert_eq!(shop.counter("export_queue_spans"), 10, "held, not dropped");
+    assert_accounted(&shop, "while refused");
+    let refused = otelcol
+        .metric("otelcol_processor_memory_limiter_refused_spans", &[])
+        .unwrap();
+    assert!(
+        refused >= 10.0,
+        "the Collector's memory limiter refused {refused} spans"
+    );
+    assert!(
+        otelcol.log().contains("Refusing data"),
+        "the Collector says why"
+    );
+    let log = shop.gateway.log();
+    assert!(
+        log.contains("export to cluster 'otel_collector' failing: HTTP 503; retrying in"),
+        "the filter logs the state change once"
+    );
+
+    // The Collector gets its memory back (restarted without the limiter): the next probe
+    // succeeds and the backlog drains, every span exactly once.
+    otelcol.stop();
+    let (normal, file) = otlp_file_collector(&dir, "", "");
+    let _otelcol = start_collector(&dir, "otelcol-recovered", &normal);
+    wait_until(Duration::from_secs(20), "the backlog delivered", || {
+        (read_file_export(&file).0.len() >= 10).then_some(())
+    });
+    wait_until(Duration::from_secs(5), "spans_exported counted", || {
+        (shop.counter("spans_exported") == 10).then_some(())
+    });
+    assert_eq!(read_file_export(&file).0.len(), 10, "each span once");
+    assert_eq!(shop.counter("export_queue_spans"), 0);
+    assert_accounted(&shop, "after recovery");
+    assert!(shop
+        .gateway
+        .log()
+        .contains("export to cluster 'otel_collector' recovered after"));
+}
+
+#[test]
+fn body_over_max_request_body_size_is_a_400_dropped_and_counted() {
+    let _lock = ports_lock();
+    let dir = scratch("body-size");
+    // One gateway span is ~600 bytes encoded; a request's two spans are ~1.2 KB.
+    let (config, file) = otlp_file_collector(&dir, "\n        max_request_body_size: 1000", "");
+    let otelcol = start_collector(&dir, "otelcol-small-body", &config);
+    let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
+    let shop = Shop::start(&gateway, &sidecar);
+    products(3);
+
+    wait_until(Duration::from_secs(15), "the batches refused", || {
+        (shop.counter("spans_dropped_export_failed") == 6).then_some(())
+    });
+    // The real Collector answers an oversized body with 400 ("http: request body too large"),
+    // not 413: not retryable, so the filter drops the batch and counts it, as the README says.
+    assert_eq!(shop.counter("export_retries"), 0, "a 400 is never retried");
+    assert_eq!(shop.counter("spans_exported"), 0);
+    assert_accounted(&shop, "body too large");
+    assert!(
+        shop.gateway
+            .log()
+            .contains("export to cluster 'otel_collector' failed: HTTP 400, not retryable"),
+        "logged"
+    );
+    assert!(read_file_export(&file).0.is_empty());
+    assert_eq!(
+        otelcol
+            .metric("otelcol_receiver_accepted_spans", &[])
+            .unwrap(),
+        0.0
+    );
+}
+
+#[test]
+fn full_exporter_queue_is_retried_then_dropped_and_both_sides_count_it() {
+    let _lock = ports_lock();
+    let dir = scratch("queue-full");
+    // The Collector forwards to a port nothing listens on, with room for one batch in its
+    // queue: the first export is accepted (and stays queued there), later ones are answered
+    // 503 "sending queue is full".
+    let config = collector_config(
+        &dir,
+        &format!(
+            "receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: {OTLP_HTTP}
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:9
+    retry_on_failure:
+      initial_interval: 30s
+      max_elapsed_time: 60s
+    sending_queue:
+      num_consumers: 1
+      queue_size: 1
+"
+        ),
+        "      receivers: [otlp]\n      exporters: [otlphttp]\n",
+    );
+    let otelcol = start_collector(&dir, "otelcol-queue-full", &config);
+    let retry = ", \"retry\": {\"initial_backoff_ms\": 200, \"max_backoff_ms\": 400, \"max_elapsed_ms\": 2000}";
+    let (gateway, sidecar) = flow_configs(&dir, retry);
+    let shop = Shop::start(&gateway, &sidecar);
+    // Three requests in three flush intervals: three export requests.
+    for _ in 0..3 {
+        products(1);
+        std::thread::sleep(Duration::from_millis(700));
+    }
+    wait_until(Duration::from_secs(15), "retries exhausted", || {
+        (shop.counter("spans_dropped_retries_exhausted") == 4).then_some(())
+    });
+    assert_eq!(
+        shop.counter("spans_exported"),
+        2,
+        "the first batch was accepted"
+    );
+    assert!(
+        shop.counter("export_retries") >= 2,
+        "retried with backoff first"
+    );
+    assert_accounted(&shop, "queue full");
+    assert!(shop
+        .gateway
+        .log()
+        .contains("export to cluster 'otel_collector' failing: HTTP 503; retrying in"));
+    // The Collector's side of the same story: what it accepted is what the filter counted as
+    // exported; what it refused, it counts as enqueue failures.
+    let m = |n: &str| otelcol.metric(n, &[]).unwrap();
+    assert_eq!(m("otelcol_receiver_accepted_spans"), 2.0);
+    assert!(m("otelcol_exporter_enqueue_failed_spans") >= 4.0);
+    assert_eq!(
+        m("otelcol_receiver_refused_spans"),
+        m("otelcol_exporter_enqueue_failed_spans")
+    );
+}
