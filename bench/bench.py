@@ -17,7 +17,7 @@ Environment: BENCH_SECONDS (throughput run, default 6), BENCH_LATENCY_SECONDS (c
 half of BENCH_SECONDS, at least 1), BENCH_ROUNDS (default 3), BENCH_WARMUP_SECONDS (default 1),
 BENCH_CONNECTIONS (default 32), BENCH_PORT_BASE (default 21000), BENCH_CONFIGS (comma-separated
 subset of the configuration names, default all), BENCH_OUT (default target/bench),
-BENCH_BUDGET_SECONDS (default 560: no run starts that would end after it; the table then covers
+BENCH_BUDGET_SECONDS (default 680: no run starts that would end after it; the table then covers
 the runs done), BENCH_RATIO_SAMPLER (JSON object merged into the 1% row's plugin config, default
 {"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}).
 Quick mode for development: BENCH_SECONDS=2 BENCH_ROUNDS=1.
@@ -55,7 +55,7 @@ CONNECTIONS = env_int("BENCH_CONNECTIONS", 32)
 PORT_BASE = env_int("BENCH_PORT_BASE", 21000)
 OUT = os.path.join(ROOT, os.environ.get("BENCH_OUT", "target/bench"))
 # No run starts that could not finish inside this budget (make bench's hard bound is 600 s).
-BUDGET = env_int("BENCH_BUDGET_SECONDS", 560)
+BUDGET = env_int("BENCH_BUDGET_SECONDS", 680)
 # The 1% row's sampler fields: the row is skipped while the filter refuses them.
 RATIO_SAMPLER = json.loads(os.environ.get("BENCH_RATIO_SAMPLER", "")
                            or '{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}')

@@ -98,12 +98,18 @@ fn two_workers_share_one_queue_budget() {
     let collector = FaultCollector::start("127.0.0.1:4318").unwrap();
     collector.set_mode(Mode::Down);
     let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
-    let budget = 32_768u64;
+    let budget = 65_536u64;
     let config = gateway_config_with(
         "process-budget.yaml",
         &[
-            (r#""flush_interval_ms": 500,"#, r#""flush_interval_ms": 100,"#),
-            (r#""max_queue_bytes": 33554432"#, r#""max_queue_bytes": 32768"#),
+            (
+                r#""flush_interval_ms": 500,"#,
+                r#""flush_interval_ms": 100,"#,
+            ),
+            (
+                r#""max_queue_bytes": 33554432"#,
+                r#""max_queue_bytes": 65536"#,
+            ),
         ],
     );
     let envoy = try_start_envoy(&config, 9901, 0, 2, vec![]).unwrap();
@@ -118,7 +124,10 @@ fn two_workers_share_one_queue_budget() {
         .map(|_| {
             std::thread::spawn(|| {
                 for _ in 0..150 {
-                    assert_eq!(send(GATEWAY, "POST", "/api/auth/login", &[], "{}").status, 200);
+                    assert_eq!(
+                        send(GATEWAY, "POST", "/api/auth/login", &[], "{}").status,
+                        200
+                    );
                 }
             })
         })
@@ -137,8 +146,17 @@ fn two_workers_share_one_queue_budget() {
         "2 workers, collector down: max held {max_held} B of a {budget} B budget; {dropped} of {} spans dropped as queue_full",
         stat("spans_created")
     );
-    assert!(max_held <= budget, "held {max_held} B > the process budget {budget} B");
-    assert!(max_held > budget / 2, "the queue filled up to the budget: {max_held} B");
-    assert!(dropped > 0, "the budget was reached and the newest spans dropped");
+    assert!(
+        max_held <= budget,
+        "held {max_held} B > the process budget {budget} B"
+    );
+    assert!(
+        max_held > budget / 2,
+        "the queue filled up to the budget: {max_held} B"
+    );
+    assert!(
+        dropped > 0,
+        "the budget was reached and the newest spans dropped"
+    );
     assert_eq!(stat("spans_created"), 600, "300 requests, 2 spans each");
 }
