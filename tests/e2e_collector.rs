@@ -417,6 +417,7 @@ fn assert_accounted(shop: &Shop, label: &str) {
         "spans_dropped_rejected_by_collector",
         "spans_dropped_shutdown",
         "spans_dropped_internal",
+        "spans_dropped_too_large",
     ]
     .iter()
     .map(|n| c(n))
@@ -539,6 +540,11 @@ fn body_over_max_request_body_size_is_a_400_dropped_and_counted() {
     // The real Collector answers an oversized body with 400 ("http: request body too large"),
     // not 413: not retryable, so the filter drops the batch and counts it, as the README says.
     assert_eq!(shop.counter("export_retries"), 0, "a 400 is never retried");
+    assert_eq!(
+        shop.counter("spans_dropped_too_large"),
+        0,
+        "no 413, so no split: the whole batch is dropped"
+    );
     assert_eq!(shop.counter("spans_exported"), 0);
     assert_accounted(&shop, "body too large");
     assert!(

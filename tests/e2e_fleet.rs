@@ -315,6 +315,7 @@ fn fleet_keeps_whole_traces_every_error_and_slow_one_and_accounts_for_every_span
         "spans_dropped_export_failed",
         "spans_dropped_retries_exhausted",
         "spans_dropped_rejected_by_collector",
+        "spans_dropped_too_large",
     ] {
         assert_eq!(counter(&envoys, c), 0, "{c}");
     }
