@@ -5,6 +5,7 @@ use crate::abi;
 use crate::abi::MetricType;
 use gateway_tracing_core::config::Config;
 use gateway_tracing_core::host::{ExportHost, ExportRequest, HeaderMap, Host, HostError, Stats};
+use gateway_tracing_core::ids::IdGenerator;
 use gateway_tracing_core::metrics::{Counter, Gauge, Histogram};
 use gateway_tracing_core::tracer::calls::{self, CallClass, CallRecord};
 use std::cell::{Cell, RefCell};
@@ -16,32 +17,20 @@ pub fn now_nanos() -> u64 {
 }
 
 thread_local! {
-    /// The VM's id generator: seeded once from WASI randomness, then a fast PRNG per id,
-    /// instead of a `random_get` host call per request.
-    static IDS: Cell<Option<IdRng>> = const { Cell::new(None) };
+    /// The VM's id generator ([`IdGenerator`]): seeded once from WASI randomness, instead of a
+    /// `random_get` host call per request.
+    static IDS: Cell<Option<IdGenerator>> = const { Cell::new(None) };
 }
 
-/// wyrand (Wang Yi's 64-bit PRNG): passes BigCrush and PractRand, one multiply per output.
-/// Trace ids need uniqueness and W3C's "random" flag, not secrecy.
-#[derive(Clone, Copy)]
-struct IdRng(u64);
-
-impl IdRng {
-    fn seeded() -> IdRng {
-        let mut seed = [0u8; 8];
-        if getrandom::fill(&mut seed).is_err() {
-            // No WASI randomness: time and the address of a stack value, never a panic.
-            let t = now_nanos() ^ (std::ptr::addr_of!(seed) as u64).rotate_left(32);
-            seed = t.to_le_bytes();
-        }
-        IdRng(u64::from_le_bytes(seed))
+/// A seed from WASI randomness; without it, time and the address of a stack value (never a
+/// panic).
+fn seed() -> IdGenerator {
+    let mut seed = [0u8; 8];
+    if getrandom::fill(&mut seed).is_err() {
+        let t = now_nanos() ^ (std::ptr::addr_of!(seed) as u64).rotate_left(32);
+        seed = t.to_le_bytes();
     }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
-    }
+    IdGenerator::from_seed(u64::from_le_bytes(seed))
 }
 
 /// The per-request host: header maps and properties of the current HTTP stream.
@@ -53,13 +42,10 @@ impl Host for ProxyHost {
     }
 
     fn random_bytes(&self) -> [u8; 32] {
-        let mut rng = IDS.get().unwrap_or_else(IdRng::seeded);
-        let mut buf = [0u8; 32];
-        for chunk in buf.chunks_exact_mut(8) {
-            chunk.copy_from_slice(&rng.next().to_le_bytes());
-        }
-        IDS.set(Some(rng));
-        buf
+        let mut ids = IDS.get().unwrap_or_else(seed);
+        let bytes = ids.random_bytes();
+        IDS.set(Some(ids));
+        bytes
     }
 
     fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {

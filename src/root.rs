@@ -242,6 +242,13 @@ impl Root {
         let Some(shared) = &self.shared else { return };
         if let Ok(mut exporter) = shared.exporter.try_borrow_mut() {
             exporter.on_tick(&ProxyExport, &shared.stats, now_nanos());
+            // A stopping plugin whose retries (or drain timeout) ended on this tick.
+            if self.draining && exporter.is_drained() {
+                self.draining = false;
+                if let Err(e) = abi::done() {
+                    log::debug!("proxy_done failed: {e}");
+                }
+            }
         }
         shared.stats.flush();
     }

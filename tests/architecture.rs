@@ -94,6 +94,36 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// One `.rs` file of a workspace crate: the crate's `src` folder, its path from the
+/// repository root, and its full path.
+struct SourceFile {
+    src: String,
+    rel: String,
+    path: PathBuf,
+}
+
+/// Every `.rs` file under every workspace crate's `src/`.
+fn source_files() -> Vec<SourceFile> {
+    let mut out = Vec::new();
+    for src in crate_sources() {
+        let mut files = Vec::new();
+        rust_files(&root().join(&src), &mut files);
+        for path in files {
+            let rel = path
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            out.push(SourceFile {
+                src: src.clone(),
+                rel,
+                path,
+            });
+        }
+    }
+    out
+}
+
 /// A unit-test file (`tests.rs`, or anything in a `tests/` folder inside a crate's `src/`).
 fn is_test_file(rel: &str) -> bool {
     rel.ends_with("/tests.rs") || rel.split('/').skip(1).any(|part| part == "tests")
@@ -169,21 +199,11 @@ fn the_readme_map_lists_every_source_file_and_nothing_else() {
         );
     }
     let mut missing = Vec::new();
-    for src in crate_sources() {
-        let mut files = Vec::new();
-        rust_files(&root().join(&src), &mut files);
-        for f in files {
-            let rel = f
-                .strip_prefix(root())
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            let listed = named.contains(rel.as_str())
-                || (is_test_file(&rel)
-                    && named.iter().any(|n| n.ends_with('/') && rel.starts_with(n)));
-            if !listed {
-                missing.push(rel);
-            }
+    for SourceFile { rel, .. } in source_files() {
+        let listed = named.contains(rel.as_str())
+            || (is_test_file(&rel) && named.iter().any(|n| n.ends_with('/') && rel.starts_with(n)));
+        if !listed {
+            missing.push(rel);
         }
     }
     assert!(
@@ -196,31 +216,22 @@ fn the_readme_map_lists_every_source_file_and_nothing_else() {
 fn no_file_imports_what_its_row_does_not_allow() {
     let rows = map_rows();
     let mut wrong = Vec::new();
-    for src in crate_sources() {
-        let mut files = Vec::new();
-        rust_files(&root().join(&src), &mut files);
-        for f in files {
-            let rel = f
-                .strip_prefix(root())
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            if is_test_file(&rel) {
-                continue;
-            }
-            let Some(allowed) = rows
-                .iter()
-                .find(|r| r.paths.contains(&rel))
-                .and_then(|r| r.may_import.as_ref())
-            else {
-                continue;
-            };
-            let own = own_module(&src, &rel);
-            let text = fs::read_to_string(&f).unwrap();
-            for m in imports(&text) {
-                if Some(&m) != own.as_ref() && !allowed.contains(&m) {
-                    wrong.push(format!("{rel} imports `{m}`"));
-                }
+    for SourceFile { src, rel, path: f } in source_files() {
+        if is_test_file(&rel) {
+            continue;
+        }
+        let Some(allowed) = rows
+            .iter()
+            .find(|r| r.paths.contains(&rel))
+            .and_then(|r| r.may_import.as_ref())
+        else {
+            continue;
+        };
+        let own = own_module(&src, &rel);
+        let text = fs::read_to_string(&f).unwrap();
+        for m in imports(&text) {
+            if Some(&m) != own.as_ref() && !allowed.contains(&m) {
+                wrong.push(format!("{rel} imports `{m}`"));
             }
         }
     }
@@ -294,28 +305,19 @@ const MAX_LINES: usize = 600;
 #[test]
 fn no_source_file_has_more_than_600_lines_outside_its_tests() {
     let mut long = Vec::new();
-    for src in crate_sources() {
-        let mut files = Vec::new();
-        rust_files(&root().join(&src), &mut files);
-        for f in files {
-            let rel = f
-                .strip_prefix(root())
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            if is_test_file(&rel) {
-                continue;
-            }
-            let text = fs::read_to_string(&f).unwrap();
-            let lines = text
-                .split("#[cfg(test)]\nmod tests {")
-                .next()
-                .unwrap_or("")
-                .lines()
-                .count();
-            if lines > MAX_LINES {
-                long.push(format!("{rel}: {lines} lines"));
-            }
+    for SourceFile { rel, path: f, .. } in source_files() {
+        if is_test_file(&rel) {
+            continue;
+        }
+        let text = fs::read_to_string(&f).unwrap();
+        let lines = text
+            .split("#[cfg(test)]\nmod tests {")
+            .next()
+            .unwrap_or("")
+            .lines()
+            .count();
+        if lines > MAX_LINES {
+            long.push(format!("{rel}: {lines} lines"));
         }
     }
     assert!(long.is_empty(), "split these by noun: {long:?}");

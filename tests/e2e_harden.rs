@@ -628,3 +628,73 @@ fn untrusted_edge_removes_every_client_context() {
     );
     assert!(collector.stored().is_empty(), "nothing recorded");
 }
+
+/// Issue 17 item 7. Before: a configuration update while the collector was failing counted
+/// the old instance's backlog as `spans_dropped_shutdown` after one try. Now the stopping
+/// instance keeps backing off (Envoy keeps ticking it while it holds spans) for up to
+/// `DRAIN_TIMEOUT` (30 s): a collector back within that loses nothing.
+#[test]
+fn a_config_update_during_an_outage_loses_nothing_the_drain_timeout_covers() {
+    let _lock = ports_lock();
+    let collector = FaultCollector::start(COLLECTOR).unwrap();
+    collector.set_mode(Mode::Status {
+        status: 503,
+        retry_after: None,
+    });
+    let _auth = Stub::start_named("auth", "127.0.0.1:18081").unwrap();
+    let dir =
+        std::env::temp_dir().join(format!("gateway-tracing-harden-lds-{}", std::process::id()));
+    let fast = [(
+        r#""flush_interval_ms": 500,"#,
+        r#""flush_interval_ms": 200, "retry": {"initial_backoff_ms": 250, "max_backoff_ms": 1000},"#,
+    )];
+    let (bootstrap, v1) = common::gateway_as_lds(&dir, &fast);
+    common::write_lds(&dir, &v1);
+    let envoy = Envoy::start(
+        &bootstrap,
+        demo::envoy::EnvoyOpts {
+            concurrency: 1,
+            component_log_level: Some("wasm:debug".into()),
+            cwd: Some(common::repo_root()),
+            extra_args: vec![
+                "--drain-time-s".into(),
+                "1".into(),
+                "--drain-strategy".into(),
+                "immediate".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..10 {
+        assert_eq!(
+            send(GATEWAY, "POST", "/api/auth/login", &[], "{}").status,
+            200
+        );
+    }
+    // The exporter fails and backs off.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(collector.stored().is_empty());
+    let v2 = v1.replacen(
+        "${SERVICE_NAME:-ecomm-ms-gateway}",
+        "${SERVICE_NAME:-ecomm-ms-gateway-v2}",
+        1,
+    );
+    common::write_lds(&dir, &v2);
+    // The update happens during the outage; the collector is back 3 s later.
+    std::thread::sleep(Duration::from_secs(3));
+    collector.set_mode(Mode::Ok);
+    let stored = collector.wait_for_stored(20, Duration::from_secs(15));
+    let shutdown = wait_stat(&envoy, "spans_dropped_shutdown", 0, Duration::from_secs(1));
+    eprintln!(
+        "config update during a 4.5 s outage: {} of 20 spans delivered, spans_dropped_shutdown {shutdown} (issue 17 before: the backlog counted as shutdown drops after one try)",
+        stored.unwrap_or_else(|n| n)
+    );
+    assert_eq!(stored, Ok(20), "{}", envoy.log_tail());
+    assert_eq!(shutdown, 0);
+    assert_eq!(
+        envoy.stat("listener_manager.lds.update_success").unwrap(),
+        Some(2)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 
 use crate::ffi::{self, attribute, EnvoyBuffer, EnvoyHttpHeader, FilterEnvoyPtr, ModuleBuffer};
 use gateway_tracing_core::host::{HeaderMap, Host, HostError, HostErrorKind};
+use gateway_tracing_core::ids::IdGenerator;
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -20,43 +21,27 @@ pub fn now_nanos() -> u64 {
 }
 
 thread_local! {
-    /// This worker thread's id generator: seeded once, then one multiply per id.
-    static IDS: Cell<Option<IdRng>> = const { Cell::new(None) };
+    /// This worker thread's id generator ([`IdGenerator`]), seeded once.
+    static IDS: Cell<Option<IdGenerator>> = const { Cell::new(None) };
 }
 
-/// wyrand (Wang Yi's 64-bit PRNG), as the wasm glue uses: ids need uniqueness and W3C's
-/// "random" flag, not secrecy.
-#[derive(Clone, Copy)]
-struct IdRng(u64);
-
-impl IdRng {
-    /// Seeded from std's per-process random keys (`RandomState`, from the OS), the clock and
-    /// the thread, so workers never share a sequence.
-    fn seeded() -> IdRng {
-        use std::hash::{BuildHasher, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(now_nanos());
-        h.write_u64(std::ptr::addr_of!(h) as u64);
-        std::hash::Hash::hash(&std::thread::current().id(), &mut h);
-        IdRng(h.finish())
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(self.0) * u128::from(self.0 ^ 0xe703_7ed1_a0b4_28db);
-        ((t >> 64) as u64) ^ (t as u64)
-    }
+/// A seed from std's per-process random keys (`RandomState`, from the OS), the clock and the
+/// thread, so workers never share a sequence.
+fn seed() -> IdGenerator {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_nanos());
+    h.write_u64(std::ptr::addr_of!(h) as u64);
+    std::hash::Hash::hash(&std::thread::current().id(), &mut h);
+    IdGenerator::from_seed(h.finish())
 }
 
 /// 32 random bytes from this thread's generator.
 pub fn random_bytes() -> [u8; 32] {
-    let mut rng = IDS.get().unwrap_or_else(IdRng::seeded);
-    let mut buf = [0u8; 32];
-    for chunk in buf.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&rng.next().to_le_bytes());
-    }
-    IDS.set(Some(rng));
-    buf
+    let mut ids = IDS.get().unwrap_or_else(seed);
+    let bytes = ids.random_bytes();
+    IDS.set(Some(ids));
+    bytes
 }
 
 /// How an attribute is read: Envoy's integer attributes come back as a `u64`, which the core

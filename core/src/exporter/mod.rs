@@ -12,6 +12,8 @@
 //! - [`grpc`](mod@grpc): what an OTLP/gRPC answer means (`grpc-status`, `RetryInfo`);
 //! - [`request`](mod@request): framing, encoding, compression and headers of a request;
 //! - [`diagnostics`](mod@diagnostics): the state-change lines and the per-kind log limiter;
+//! - [`drain`](mod@drain): stopping (configuration update, exit): drain within
+//!   [`DRAIN_TIMEOUT`], abandon;
 //! - [`drops`](mod@drops): batches dropped for good (not retryable, retries exhausted, a span
 //!   too large alone) and the 413 split.
 //!
@@ -35,6 +37,7 @@
 
 mod backoff;
 mod diagnostics;
+mod drain;
 mod drops;
 mod grpc;
 mod queue;
@@ -64,6 +67,10 @@ use std::time::Duration;
 pub const MAX_IN_FLIGHT: usize = 4;
 /// While the collector is failing: one probe at a time.
 pub const MAX_IN_FLIGHT_FAILING: usize = 1;
+/// How long a stopping exporter (configuration update) keeps retrying what the collector
+/// failed to take, backing off as usual, before what is left is counted as
+/// `spans_dropped_shutdown`.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Tick period used to flush a full batch promptly from the root context.
 pub const FAST_FLUSH_PERIOD: Duration = Duration::from_millis(1);
 const NS_PER_MS: u64 = 1_000_000;
@@ -103,9 +110,14 @@ pub struct Exporter {
     unknown_cluster_logged: bool,
     /// The tick period last asked of the host.
     tick_period: Duration,
-    /// Set once the plugin is stopping: every response sends more of what is queued, no
-    /// retries.
+    /// Set once the plugin is stopping: every response sends more of what is queued; a
+    /// retryable failure backs off and retries until `drain_deadline_ns`.
     draining: bool,
+    /// When a stopping exporter gives up (`DRAIN_TIMEOUT` after the drain began).
+    drain_deadline_ns: u64,
+    /// The drain's first pass: everything goes at once, backoff or not (at a server exit it is
+    /// the only chance).
+    burst: bool,
     /// Exporter time: the host's wall clock made monotonic (see [`Clock`]).
     clock: Clock,
 }
@@ -128,6 +140,8 @@ impl Exporter {
             unknown_cluster_logged: false,
             tick_period: c.flush_interval,
             draining: false,
+            drain_deadline_ns: u64::MAX,
+            burst: false,
             clock: Clock::default(),
         }
     }
@@ -244,7 +258,11 @@ impl Exporter {
         // `flush_interval_ms: 1` is the fast tick's period too: every tick of it is a flush.
         let partial = self.tick_period != FAST_FLUSH_PERIOD
             || self.config.flush_interval <= FAST_FLUSH_PERIOD
-            || self.backoff.failing().is_some();
+            || self.backoff.failing().is_some()
+            || self.draining;
+        if self.draining && now_ns >= self.drain_deadline_ns {
+            self.give_up_draining(&ctx);
+        }
         self.send_ready(&ctx, partial);
         let period = self.next_tick(now_ns);
         self.set_tick(host, period);
@@ -278,7 +296,7 @@ impl Exporter {
 
     fn send_ready(&mut self, ctx: &ExportCtx<'_>, partial: bool) {
         loop {
-            let failing = self.backoff.failing().is_some() && !self.draining;
+            let failing = self.backoff.failing().is_some() && !self.burst;
             let limit = if failing {
                 MAX_IN_FLIGHT_FAILING
             } else {
@@ -360,59 +378,9 @@ impl Exporter {
         }
     }
 
-    /// The plugin is stopping (config update, VM shutdown): send everything queued without
-    /// waiting for the timer or a backoff, each batch once. Returns true when nothing is left
-    /// to send or await; otherwise the remaining spans go out as responses free up in-flight
-    /// slots.
-    pub fn drain(&mut self, host: &dyn ExportHost, stats: &dyn Stats, now_ns: u64) -> bool {
-        let now_ns = self.clock.now(now_ns);
-        let ctx = ExportCtx {
-            host,
-            stats,
-            now_ns,
-        };
-        if !self.draining && self.queue.held_spans() > 0 {
-            // Envoy gives no way to tell a config update (the sends below complete) from a
-            // server exit (the VM is destroyed right after this call and they are lost; README
-            // "Shutdown"): say how many are at stake, once.
-            log::info!(
-                "stopping: {} spans held ({} bytes), sending them now; if Envoy is exiting rather than replacing this configuration they are lost (drain first: README \"Graceful shutdown\"){}",
-                self.queue.held_spans(),
-                self.queue.held_bytes(),
-                self.failing_reason()
-                    .map(|r| format!("; the collector is failing ({r})"))
-                    .unwrap_or_default()
-            );
-        }
-        self.draining = true;
-        self.send_ready(&ctx, true);
-        self.report(stats);
-        self.is_drained()
-    }
-
     /// Nothing queued, awaiting retry or in flight.
     pub fn is_drained(&self) -> bool {
         self.queue.is_empty() && self.in_flight.is_empty()
-    }
-
-    /// The VM is going away with spans still held: count them as dropped at shutdown and
-    /// say so in one line. Returns how many.
-    pub fn abandon(&mut self, stats: &dyn Stats) -> usize {
-        self.log.flush(0, true);
-        let n = self.queue.held_spans();
-        if n > 0 {
-            stats.add(Counter::SpansDroppedShutdown, n as u64);
-            log::warn!(
-                "stopping: {n} spans still queued or in flight are lost (collector {})",
-                self.failing_reason()
-                    .map(|r| format!("failing: {r}"))
-                    .unwrap_or_else(|| "did not answer in time".into())
-            );
-        }
-        self.queue.clear();
-        self.in_flight.clear();
-        self.report(stats);
-        n
     }
 
     /// The collector answered token's request (`status` `None`: Envoy reported a failure).
@@ -503,7 +471,11 @@ impl Exporter {
             self.too_large(batch, ctx);
             return;
         }
-        if self.draining {
+        // A failure within the drain's first pass (a refused dispatch) ends the pass: what is
+        // retried waits for its backoff, or the pass would send it again forever.
+        self.burst = false;
+        let retryable = failure.is_retryable() && self.config.retry.enabled;
+        if self.draining && !(retryable && ctx.now_ns < self.drain_deadline_ns) {
             stats.add(Counter::SpansDroppedShutdown, batch.spans as u64);
             self.queue.release(&batch);
             self.log.warn(

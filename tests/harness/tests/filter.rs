@@ -522,10 +522,22 @@ fn an_answer_delivered_while_the_root_is_running_is_kept_not_dropped() {
     f.tick(600).unwrap();
     assert_eq!(f.take_calls().len(), 1);
     assert!(f.trapped().is_none());
-    assert_eq!(f.host().metric("spans_exported"), 0, "not yet: the root was busy");
+    assert_eq!(
+        f.host().metric("spans_exported"),
+        0,
+        "not yet: the root was busy"
+    );
     f.host_mut().answer_inline = None;
     f.tick(100).unwrap();
-    assert_eq!(f.host().metric("spans_exported"), 2, "handed over at the next tick");
-    assert_eq!(f.host().metric("export_in_flight"), 0, "the slot is free again");
+    assert_eq!(
+        f.host().metric("spans_exported"),
+        2,
+        "handed over at the next tick"
+    );
+    assert_eq!(
+        f.host().metric("export_in_flight"),
+        0,
+        "the slot is free again"
+    );
     assert_accounted(&f);
 }
