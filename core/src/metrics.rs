@@ -117,7 +117,7 @@ metrics! {
         SpansDroppedExportFailed => "spans_dropped_export_failed", drop, "Spans dropped because their export failed for good (400 or other non-retryable 4xx/5xx, a non-retryable gRPC status, unknown cluster, encoding failure, retry disabled).";
         SpansDroppedRetriesExhausted => "spans_dropped_retries_exhausted", drop, "Spans dropped because retrying their batch exceeded exporter.retry.max_elapsed_ms.";
         SpansDroppedRejectedByCollector => "spans_dropped_rejected_by_collector", drop, "Spans the collector answered 2xx for but rejected (OTLP partial_success.rejected_spans).";
-        SpansDroppedTooLarge => "spans_dropped_too_large", drop, "Spans dropped because the collector refused a request holding only that span as too large (413, or gRPC RESOURCE_EXHAUSTED over its message limit); a larger batch is split and resent.";
+        SpansDroppedTooLarge => "spans_dropped_too_large", drop, "Spans dropped because the collector refused a request holding only that span as too large (413, the OpenTelemetry Collector's 400 \"request body too large\", or gRPC RESOURCE_EXHAUSTED over its message limit); a larger batch is split and resent.";
         SpansDroppedShutdown => "spans_dropped_shutdown", drop, "Spans still queued or failing when the plugin stopped.";
         SpansDroppedInternal => "spans_dropped_internal", drop, "Spans dropped because the exporter was busy in a re-entrant host callback (should stay 0).";
         RequestsNotSampled => "requests_not_sampled", count, "Requests not recorded because of the sampler (context is still propagated).";

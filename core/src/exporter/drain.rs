@@ -22,11 +22,12 @@ impl Exporter {
             now_ns,
         };
         if !self.draining && self.queue.held_spans() > 0 {
-            // Envoy gives no way to tell a config update (the sends below complete) from a
-            // server exit (the VM is destroyed right after this call and they are lost; README
-            // "Shutdown"): say how many are at stake, once.
+            // A wasm VM cannot tell a config update (the sends below complete) from a server
+            // exit (the VM is destroyed right after this call and they are lost; README
+            // "Shutdown"); the native module's bootstrap extension holds Envoy's exit until the
+            // answers come. Say how many are at stake, once, true for both hosts.
             log::info!(
-                "stopping: {} spans held ({} bytes), sending them now; if Envoy is exiting rather than replacing this configuration they are lost (drain first: README \"Graceful shutdown\"){}",
+                "stopping: {} spans held ({} bytes), sending them now; a host that exits without waiting for the answers loses them (the wasm build when Envoy exits rather than replacing this configuration: drain first, README \"Graceful shutdown\"){}",
                 self.queue.held_spans(),
                 self.queue.held_bytes(),
                 self.failing_reason()

@@ -23,7 +23,8 @@ impl Exporter {
         self.log.warn(ctx.now_ns, "retries exhausted", &what);
     }
 
-    /// 413 Content Too Large: the batch is split in two and both halves are sent again at once
+    /// Too large (413 Content Too Large, the Collector's 400 for a body over its limit, gRPC
+    /// RESOURCE_EXHAUSTED over the message limit): the batch is split in two and both halves are sent again at once
     /// (no backoff: the collector is up), down to a single span, which alone is dropped
     /// (`spans_dropped_too_large`). So no span pays for another's size.
     pub(super) fn too_large(&mut self, batch: Batch, ctx: &ExportCtx<'_>) {
@@ -31,7 +32,7 @@ impl Exporter {
         match batch.split() {
             Ok((a, b)) => {
                 log::debug!(
-                    "export to cluster '{}': refused as too large (HTTP 413, or gRPC RESOURCE_EXHAUSTED over its message limit) for {spans} spans ({bytes} bytes); retrying them in two halves of {} and {} spans",
+                    "export to cluster '{}': refused as too large (HTTP 413, the Collector's 400 \"request body too large\", or gRPC RESOURCE_EXHAUSTED over its message limit) for {spans} spans ({bytes} bytes); retrying them in two halves of {} and {} spans",
                     self.config.cluster,
                     a.spans,
                     b.spans
@@ -48,7 +49,7 @@ impl Exporter {
                     ctx.now_ns,
                     "too_large",
                     &format!(
-                        "export to cluster '{}': the collector refused a single span of {bytes} bytes as too large (HTTP 413 or gRPC RESOURCE_EXHAUSTED); dropped (spans_dropped_too_large; its body limit, or exporter.max_export_bytes = {})",
+                        "export to cluster '{}': the collector refused a single span of {bytes} bytes as too large (HTTP 413, the Collector's 400, or gRPC RESOURCE_EXHAUSTED); dropped (spans_dropped_too_large; its body limit, or exporter.max_export_bytes = {})",
                         self.config.cluster, self.config.max_export_bytes
                     ),
                 );

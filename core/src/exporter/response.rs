@@ -14,6 +14,11 @@ pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
 pub enum Failure {
     /// The collector (or Envoy's router on its behalf) answered this status.
     Http(u16),
+    /// The collector refused the body as too large: 413 Content Too Large (RFC 9110 §15.5.14),
+    /// or the OpenTelemetry Collector's own answer to a body over its receiver's
+    /// `max_request_body_size`, a 400 whose body says "request body too large" (confighttp,
+    /// seen with v0.161.0).
+    BodyTooLarge(u16),
     /// No answer within `exporter.timeout_ms` (Envoy's router answers 504 itself).
     Timeout,
     /// Envoy could not connect, or the connection broke before an answer.
@@ -36,6 +41,7 @@ impl Failure {
     pub fn is_retryable(&self) -> bool {
         match self {
             Failure::Http(s) => matches!(s, 429 | 502 | 503 | 504),
+            Failure::BodyTooLarge(_) => false,
             Failure::Timeout | Failure::Connection => true,
             Failure::Dispatch(_) => !self.is_unknown_cluster(),
             Failure::Encoding => false,
@@ -45,12 +51,13 @@ impl Failure {
         }
     }
 
-    /// The collector refused the request as too large: HTTP 413, or gRPC RESOURCE_EXHAUSTED
+    /// The collector refused the request as too large: HTTP 413 (or the Collector's 400 for a
+    /// body over its limit), or gRPC RESOURCE_EXHAUSTED
     /// without `RetryInfo` for a message over its receive limit (grpc-go: "received message
     /// larger than max"). The batch is split, not dropped.
     pub fn is_too_large(&self) -> bool {
         match self {
-            Failure::Http(413) => true,
+            Failure::BodyTooLarge(_) => true,
             Failure::Grpc {
                 code: super::grpc::code::RESOURCE_EXHAUSTED,
                 message,
@@ -81,6 +88,7 @@ impl Failure {
     pub fn describe(&self, cfg: &ExporterConfig) -> String {
         match self {
             Failure::Http(s) => format!("HTTP {s}"),
+            Failure::BodyTooLarge(s) => format!("HTTP {s} (request body too large)"),
             Failure::Timeout => {
                 format!("timeout (no answer within {} ms)", cfg.timeout.as_millis())
             }
@@ -129,8 +137,20 @@ pub fn classify(
         {
             Err(Failure::Connection)
         }
+        Some(413) => Err(Failure::BodyTooLarge(413)),
+        Some(400) if is_body_too_large(body) => Err(Failure::BodyTooLarge(400)),
         Some(s) => Err(Failure::Http(s)),
     }
+}
+
+/// The text Go's `http.MaxBytesReader` error carries, which the OpenTelemetry Collector's
+/// OTLP/HTTP receiver answers (as a 400, in a JSON or protobuf `Status`) for a body over its
+/// `max_request_body_size`.
+const BODY_TOO_LARGE: &[u8] = b"request body too large";
+
+fn is_body_too_large(body: &[u8]) -> bool {
+    body.windows(BODY_TOO_LARGE.len())
+        .any(|w| w == BODY_TOO_LARGE)
 }
 
 /// What a collector's answer means for one protocol: success, or the failure and the delay the

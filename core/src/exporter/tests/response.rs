@@ -17,6 +17,8 @@ fn classify_outcomes() {
         Row { status: Some(204), body: b"", elapsed_ms: 5, want: Ok(()), retryable: false, reason: "any 2xx" },
         Row { status: Some(400), body: b"bad", elapsed_ms: 5, want: Err(Failure::Http(400)), retryable: false, reason: "400 is never retried" },
         Row { status: Some(401), body: b"", elapsed_ms: 5, want: Err(Failure::Http(401)), retryable: false, reason: "other 4xx not retried" },
+        Row { status: Some(413), body: b"", elapsed_ms: 5, want: Err(Failure::BodyTooLarge(413)), retryable: false, reason: "413: too large, split rather than retried or dropped" },
+        Row { status: Some(400), body: br#"{"code":3,"message":"http: request body too large"}"#, elapsed_ms: 5, want: Err(Failure::BodyTooLarge(400)), retryable: false, reason: "the OpenTelemetry Collector's answer to a body over max_request_body_size (v0.161.0): too large, not a bad request" },
         Row { status: Some(429), body: b"", elapsed_ms: 5, want: Err(Failure::Http(429)), retryable: true, reason: "429 retried" },
         Row { status: Some(500), body: b"", elapsed_ms: 5, want: Err(Failure::Http(500)), retryable: false, reason: "500 not in the OTLP retry list" },
         Row { status: Some(502), body: b"", elapsed_ms: 5, want: Err(Failure::Http(502)), retryable: true, reason: "502 retried" },
