@@ -9,158 +9,11 @@
 //!   span is accounted for on both sides (the filter's counters, the Collector's metrics).
 mod common;
 
-use common::{ports_lock, repo_root, send, try_start_envoy};
-use demo::collector::Collector;
-use demo::envoy::Envoy;
+use common::flow::*;
+use common::{ports_lock, repo_root};
 use demo::peers::{otelcol_binary, Peer, PeerOpts};
-use demo::serde_json::{self, json, Value};
-use demo::shop::{self, Service, ServiceHandle};
-use demo::span::{flatten, RecordedSpan};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-
-const GATEWAY: &str = "127.0.0.1:10000";
-const GATEWAY_ADMIN: u16 = 9901;
-const SIDECAR_ADMIN: u16 = 9902;
-/// The Collector's OTLP/HTTP receiver takes the demo collector's place (the shipped configs'
-/// `otel_collector` cluster).
-const OTLP_HTTP: &str = "127.0.0.1:4318";
-const HEALTH: &str = "127.0.0.1:13133";
-const METRICS: &str = "127.0.0.1:18888";
-
-/// The incoming context every flow request carries: the gateway (`trust: untrusted`) starts
-/// its own trace and links to it.
-const INCOMING_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-const INCOMING_SPAN: &str = "00f067aa0ba902b7";
-
-/// The flow: the four steps of `make run` and a failing upstream (an exception event).
-const REQUESTS: [(&str, &str, &str); 5] = [
-    (
-        "POST",
-        "/api/auth/login",
-        r#"{"user":"demo","password":"demo"}"#,
-    ),
-    ("GET", "/api/products", ""),
-    (
-        "POST",
-        "/api/cart/c-42/add",
-        r#"{"productId":"p-2","qty":1}"#,
-    ),
-    ("POST", "/api/orders", r#"{"cartId":"c-42"}"#),
-    ("GET", "/api/legacy/report", ""),
-];
-/// Spans the flow produces: 2 + 2 + 5 (gateway, Durable Object call, sidecar SERVER and its
-/// two calls) + 2 + 2.
-const FLOW_SPANS: usize = 13;
-
-/// Attributes whose values differ between two runs of the same flow (ephemeral ports, ids).
-const VOLATILE: [&str; 4] = [
-    "client.port",
-    "source.port",
-    "network.peer.port",
-    "http.request.header.x-request-id",
-];
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "gateway-tracing-e2e-collector-{}/{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `envoy/<file>` with every occurrence of each `from` replaced, written to `dir`.
-fn config_with(dir: &Path, file: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let mut yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
-    for (from, to) in edits {
-        assert!(
-            yaml.contains(from),
-            "envoy/{file} no longer contains {from:?}"
-        );
-        yaml = yaml.replace(from, to);
-    }
-    let path = dir.join(file);
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-/// The gateway and sidecar with `exporter_extra` added to every exporter block and the
-/// gateway at the edge (`trust: untrusted`, so its SERVER spans carry a link).
-fn flow_configs(dir: &Path, exporter_extra: &str) -> (PathBuf, PathBuf) {
-    let flush = "\"flush_interval_ms\": 500";
-    let with = format!("{flush}{exporter_extra}");
-    let gateway = config_with(
-        dir,
-        "gateway.yaml",
-        &[
-            (flush, with.as_str()),
-            (
-                "\"mode\": \"gateway\",",
-                "\"mode\": \"gateway\", \"trust\": \"untrusted\",",
-            ),
-        ],
-    );
-    let sidecar = config_with(dir, "cart-sidecar.yaml", &[(flush, with.as_str())]);
-    (gateway, sidecar)
-}
-
-/// The shop services, the cart sidecar and the gateway, exporting to 127.0.0.1:4318.
-struct Shop {
-    _services: Vec<ServiceHandle>,
-    sidecar: Envoy,
-    gateway: Envoy,
-}
-
-impl Shop {
-    fn start(gateway: &Path, sidecar: &Path) -> Shop {
-        let services = Service::ALL
-            .iter()
-            .map(|s| shop::serve(*s, s.default_listen(), shop::DEFAULT_OUTBOUND).unwrap())
-            .collect();
-        let sidecar = try_start_envoy(sidecar, SIDECAR_ADMIN, 1, 2, vec![]).unwrap();
-        let gateway = try_start_envoy(gateway, GATEWAY_ADMIN, 0, 2, vec![]).unwrap();
-        Shop {
-            _services: services,
-            sidecar,
-            gateway,
-        }
-    }
-
-    fn drive_flow(&self) {
-        let tp = format!("00-{INCOMING_TRACE}-{INCOMING_SPAN}-01");
-        for (method, path, body) in REQUESTS {
-            let r = send(
-                GATEWAY,
-                method,
-                path,
-                &[("traceparent", tp.as_bytes())],
-                body,
-            );
-            let ok = if path.starts_with("/api/legacy") {
-                r.status == 503
-            } else {
-                (200..300).contains(&r.status)
-            };
-            assert!(ok, "{method} {path}: {} {}", r.status, r.body);
-        }
-    }
-
-    /// A filter counter summed over both proxies.
-    fn counter(&self, name: &str) -> u64 {
-        [&self.gateway, &self.sidecar]
-            .iter()
-            .map(|e| {
-                e.stat(&format!("wasmcustom.gateway_tracing.{name}"))
-                    .unwrap()
-                    .unwrap_or(0)
-            })
-            .sum()
-    }
-}
+use std::time::Duration;
 
 /// A Collector config: `components` (receivers, processors, exporters), one traces
 /// `pipeline` (its receivers/processors/exporters lists), health_check and Prometheus
@@ -207,94 +60,6 @@ fn start_collector(dir: &Path, name: &str, config: &Path) -> Peer {
     .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Every span the file exporter has written so far (one OTLP/JSON export request per line),
-/// and the raw requests.
-fn read_file_export(path: &Path) -> (Vec<RecordedSpan>, Vec<ExportTraceServiceRequest>) {
-    let mut text = std::fs::read_to_string(path).unwrap_or_default();
-    // Only whole lines: the exporter may be writing the last one.
-    text.truncate(text.rfind('\n').map_or(0, |i| i + 1));
-    let mut spans = Vec::new();
-    let mut raw = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let req: ExportTraceServiceRequest = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("file exporter line is not OTLP/JSON ({e}): {line}"));
-        spans.extend(flatten(&req));
-        raw.push(req);
-    }
-    (spans, raw)
-}
-
-fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A span as compared across runs: ids replaced by the parent's name, times dropped,
-/// volatile attribute values masked.
-fn canonical(spans: &[RecordedSpan]) -> BTreeMap<String, Vec<Value>> {
-    let mask = |attrs: &BTreeMap<String, demo::AttrValue>| -> Value {
-        let mut m = serde_json::Map::new();
-        for (k, v) in attrs {
-            let v = if VOLATILE.contains(&k.as_str()) {
-                json!("<varies>")
-            } else {
-                serde_json::to_value(v).unwrap()
-            };
-            m.insert(k.clone(), v);
-        }
-        Value::Object(m)
-    };
-    let mut traces: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for s in spans {
-        let root = spans
-            .iter()
-            .find(|r| r.trace_id == s.trace_id && r.parent_span_id.is_empty())
-            .map_or("<no root>".to_string(), |r| r.name.clone());
-        let parent = spans
-            .iter()
-            .find(|p| p.trace_id == s.trace_id && p.span_id == s.parent_span_id)
-            .map(|p| p.name.clone());
-        traces.entry(root).or_default().push(json!({
-            "name": s.name,
-            "parent": parent,
-            "kind": s.kind,
-            "attributes": mask(&s.attributes),
-            "events": s.events.iter().map(|e| json!({"name": e.name, "attributes": mask(&e.attributes)})).collect::<Vec<_>>(),
-            "status": [json!(s.status_code), json!(s.status_message)],
-            "resource": mask(&s.resource),
-            "scope": [&s.scope_name, &s.scope_version],
-            "trace_state": s.trace_state,
-        }));
-    }
-    for v in traces.values_mut() {
-        v.sort_by_key(|s| s.to_string());
-    }
-    traces
-}
-
-/// The reference: the same flow into the demo collector.
-fn reference_run() -> Vec<RecordedSpan> {
-    let dir = scratch("reference");
-    let (gateway, sidecar) = flow_configs(&dir, "");
-    let collector = Collector::start(OTLP_HTTP).unwrap();
-    let shop = Shop::start(&gateway, &sidecar);
-    shop.drive_flow();
-    let spans = match collector.wait_for(Duration::from_secs(15), |s| s.len() >= FLOW_SPANS) {
-        Ok(s) => s,
-        Err(s) => panic!("demo collector got {} of {FLOW_SPANS} spans", s.len()),
-    };
-    spans
-}
-
 #[test]
 fn real_collector_decodes_protobuf_json_and_gzip_as_the_demo_collector_records() {
     let _lock = ports_lock();
@@ -310,7 +75,7 @@ fn real_collector_decodes_protobuf_json_and_gzip_as_the_demo_collector_records()
         ("json", ", \"encoding\": \"json\""),
         ("gzip", ", \"compression\": \"gzip\""),
     ] {
-        let dir = scratch(label);
+        let dir = scratch("e2e-collector", label);
         let file = dir.join("spans.jsonl");
         let config = collector_config(
             &dir,
@@ -330,7 +95,7 @@ exporters:
             "      receivers: [otlp]\n      exporters: [file]\n",
         );
         let otelcol = start_collector(&dir, &format!("otelcol-{label}"), &config);
-        let (gateway, sidecar) = flow_configs(&dir, extra);
+        let (gateway, sidecar) = flow_configs(&dir, false, extra);
         let shop = Shop::start(&gateway, &sidecar);
         shop.drive_flow();
 
@@ -397,38 +162,6 @@ exporters:
     }
 }
 
-/// The gateway alone matters here; the flow's products request gives two spans.
-const PRODUCTS: (&str, &str, &str) = ("GET", "/api/products", "");
-
-fn products(n: usize) {
-    for _ in 0..n {
-        let r = send(GATEWAY, PRODUCTS.0, PRODUCTS.1, &[], PRODUCTS.2);
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
-}
-
-/// The filter's accounting identity (README "Metrics"), on the gateway.
-fn assert_accounted(shop: &Shop, label: &str) {
-    let c = |n: &str| shop.counter(n);
-    let dropped: u64 = [
-        "spans_dropped_queue_full",
-        "spans_dropped_export_failed",
-        "spans_dropped_retries_exhausted",
-        "spans_dropped_rejected_by_collector",
-        "spans_dropped_shutdown",
-        "spans_dropped_internal",
-        "spans_dropped_too_large",
-    ]
-    .iter()
-    .map(|n| c(n))
-    .sum();
-    assert_eq!(
-        c("spans_created"),
-        c("spans_exported") + dropped + c("export_queue_spans"),
-        "{label}: spans_created = exported + dropped + held"
-    );
-}
-
 fn otlp_file_collector(dir: &Path, receiver_extra: &str, processors: &str) -> (PathBuf, PathBuf) {
     let file = dir.join("spans.jsonl");
     let (procs, list) = if processors.is_empty() {
@@ -466,7 +199,7 @@ const FAST_RETRY: &str =
 #[test]
 fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
     let _lock = ports_lock();
-    let dir = scratch("memory-limiter");
+    let dir = scratch("e2e-collector", "memory-limiter");
     // A 1 MiB limit, below the heap of any running Collector: every export is refused (503,
     // "data refused due to high memory usage"), a retryable answer.
     let (limited, _) = otlp_file_collector(
@@ -475,7 +208,7 @@ fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
         "  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 1\n",
     );
     let mut otelcol = start_collector(&dir, "otelcol-memory-limited", &limited);
-    let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
+    let (gateway, sidecar) = flow_configs(&dir, false, FAST_RETRY);
     let shop = Shop::start(&gateway, &sidecar);
     products(5);
 
@@ -526,11 +259,11 @@ fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
 #[test]
 fn body_over_max_request_body_size_is_split_until_it_fits() {
     let _lock = ports_lock();
-    let dir = scratch("body-size");
+    let dir = scratch("e2e-collector", "body-size");
     // One gateway span is ~600 bytes encoded; a request's two spans are ~1.2 KB.
     let (config, file) = otlp_file_collector(&dir, "\n        max_request_body_size: 1000", "");
     let otelcol = start_collector(&dir, "otelcol-small-body", &config);
-    let (gateway, sidecar) = flow_configs(&dir, FAST_RETRY);
+    let (gateway, sidecar) = flow_configs(&dir, false, FAST_RETRY);
     let shop = Shop::start(&gateway, &sidecar);
     products(3);
 
@@ -577,7 +310,7 @@ fn body_over_max_request_body_size_is_split_until_it_fits() {
 #[test]
 fn full_exporter_queue_is_retried_then_dropped_and_both_sides_count_it() {
     let _lock = ports_lock();
-    let dir = scratch("queue-full");
+    let dir = scratch("e2e-collector", "queue-full");
     // The Collector forwards to a port nothing listens on, with room for one batch in its
     // queue: the first export is accepted (and stays queued there), later ones are answered
     // 503 "sending queue is full".
@@ -604,7 +337,7 @@ exporters:
     );
     let otelcol = start_collector(&dir, "otelcol-queue-full", &config);
     let retry = ", \"retry\": {\"initial_backoff_ms\": 200, \"max_backoff_ms\": 400, \"max_elapsed_ms\": 2000}";
-    let (gateway, sidecar) = flow_configs(&dir, retry);
+    let (gateway, sidecar) = flow_configs(&dir, false, retry);
     let shop = Shop::start(&gateway, &sidecar);
     // Three requests in three flush intervals: three export requests.
     for _ in 0..3 {

@@ -3,6 +3,7 @@
 //! tests can send duplicate and non-UTF-8 headers), and a lock so tests that bind the
 //! configs' fixed loopback ports never overlap.
 #![allow(dead_code)]
+pub mod flow;
 use demo::envoy::{Envoy, EnvoyOpts};
 use std::io::{Read, Write};
 use std::net::TcpStream;
