@@ -40,6 +40,7 @@ mod diagnostics;
 mod drain;
 mod drops;
 mod grpc;
+mod grpc_status;
 mod queue;
 mod request;
 mod response;
@@ -48,12 +49,13 @@ mod tests;
 
 pub use backoff::{parse_retry_after, Clock, BACKOFF_JITTER};
 pub use diagnostics::FAILURE_LOG_INTERVAL_NS;
-pub use grpc::{classify_grpc, code as grpc_code, code_name, percent_decode, retry_delay};
+pub use grpc::{classify_grpc, percent_decode, retry_delay};
+pub use grpc_status::{code as grpc_code, code_name};
 pub use queue::QUEUE_ROOM_AGAIN_DIVISOR;
 pub use request::{encode_body, grpc_frame, grpc_unframe, gzip, CONTENT_TYPE_GRPC};
 pub use response::{classify, partial_success, Failure, MAX_RESPONSE_BODY};
 
-use crate::config::{Config, ExporterConfig};
+use crate::config::{Config, ExporterConfig, Protocol};
 use crate::host::{ExportHost, ExportRequest, ExportResponse, Stats};
 use crate::metrics::{Counter, Gauge, Histogram};
 use backoff::{Backoff, Step};
@@ -406,7 +408,7 @@ impl Exporter {
         stats.record(Histogram::ExportLatencyMs, elapsed_ns / NS_PER_MS);
         let elapsed = Duration::from_nanos(elapsed_ns);
         let (protocol, timeout) = (self.config.protocol, self.config.timeout);
-        match response::judge(resp, protocol, elapsed, timeout, wall_ns) {
+        match judge(resp, protocol, elapsed, timeout, wall_ns) {
             Ok(()) => self.exported(batch, resp.body, &ctx),
             Err((failure, retry_after)) => {
                 let attempt = Attempt {
@@ -547,5 +549,26 @@ impl Exporter {
         }
         let period = self.next_tick(ctx.now_ns);
         self.set_tick(ctx.host, period);
+    }
+}
+
+/// What a collector's answer means for one protocol: success, or the failure and the delay the
+/// collector asked for (`Retry-After` over HTTP, `RetryInfo` over gRPC). `wall_ns`: the host's
+/// wall clock (an HTTP-date is wall-clock time).
+fn judge(
+    resp: &ExportResponse<'_>,
+    protocol: Protocol,
+    elapsed: Duration,
+    timeout: Duration,
+    wall_ns: u64,
+) -> Result<(), (Failure, Option<Duration>)> {
+    match protocol {
+        Protocol::Grpc => grpc::classify_grpc(resp, elapsed, timeout),
+        Protocol::HttpProtobuf | Protocol::HttpJson => {
+            response::classify(resp.status, resp.body, elapsed, timeout).map_err(|f| {
+                let retry_after = resp.retry_after.and_then(|v| parse_retry_after(v, wall_ns));
+                (f, retry_after)
+            })
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! `partial_success` (OTLP specification, "Partial Success").
 
 use crate::config::{ExporterConfig, Protocol};
-use crate::host::{ExportResponse, HostErrorKind};
+use crate::host::HostErrorKind;
 use std::time::Duration;
 
 /// The part of a response body the exporter reads (partial_success, error text).
@@ -47,7 +47,7 @@ impl Failure {
             Failure::Encoding => false,
             Failure::Grpc {
                 code, retry_info, ..
-            } => super::grpc::is_retryable(*code, *retry_info),
+            } => super::grpc_status::is_retryable(*code, *retry_info),
         }
     }
 
@@ -59,7 +59,7 @@ impl Failure {
         match self {
             Failure::BodyTooLarge(_) => true,
             Failure::Grpc {
-                code: super::grpc::code::RESOURCE_EXHAUSTED,
+                code: super::grpc_status::code::RESOURCE_EXHAUSTED,
                 message,
                 retry_info: false,
             } => message.contains("larger than max"),
@@ -103,7 +103,7 @@ impl Failure {
             Failure::Encoding => "the request body could not be encoded".into(),
             Failure::Grpc { code, message, .. } => format!(
                 "gRPC {} ({code}){}{}",
-                super::grpc::code_name(*code),
+                super::grpc_status::code_name(*code),
                 if message.is_empty() { "" } else { ": " },
                 message
             ),
@@ -151,29 +151,6 @@ const BODY_TOO_LARGE: &[u8] = b"request body too large";
 fn is_body_too_large(body: &[u8]) -> bool {
     body.windows(BODY_TOO_LARGE.len())
         .any(|w| w == BODY_TOO_LARGE)
-}
-
-/// What a collector's answer means for one protocol: success, or the failure and the delay the
-/// collector asked for (`Retry-After` over HTTP, `RetryInfo` over gRPC). `wall_ns`: the host's
-/// wall clock (an HTTP-date is wall-clock time).
-pub(super) fn judge(
-    resp: &ExportResponse<'_>,
-    protocol: Protocol,
-    elapsed: Duration,
-    timeout: Duration,
-    wall_ns: u64,
-) -> Result<(), (Failure, Option<Duration>)> {
-    match protocol {
-        Protocol::Grpc => super::grpc::classify_grpc(resp, elapsed, timeout),
-        Protocol::HttpProtobuf | Protocol::HttpJson => {
-            classify(resp.status, resp.body, elapsed, timeout).map_err(|f| {
-                let retry_after = resp
-                    .retry_after
-                    .and_then(|v| super::backoff::parse_retry_after(v, wall_ns));
-                (f, retry_after)
-            })
-        }
-    }
 }
 
 /// `partial_success` of a success answer for one protocol: over gRPC, read from the response
