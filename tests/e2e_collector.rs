@@ -10,55 +10,9 @@
 mod common;
 
 use common::flow::*;
-use common::{ports_lock, repo_root};
-use demo::peers::{otelcol_binary, Peer, PeerOpts};
+use common::ports_lock;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// A Collector config: `components` (receivers, processors, exporters), one traces
-/// `pipeline` (its receivers/processors/exporters lists), health_check and Prometheus
-/// self-metrics.
-fn collector_config(dir: &Path, components: &str, pipeline: &str) -> PathBuf {
-    let (metrics_host, metrics_port) = METRICS.split_once(':').unwrap();
-    let yaml = format!(
-        "{components}
-extensions:
-  health_check:
-    endpoint: {HEALTH}
-service:
-  extensions: [health_check]
-  telemetry:
-    logs:
-      level: info
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: {metrics_host}
-                port: {metrics_port}
-  pipelines:
-    traces:
-{pipeline}"
-    );
-    let path = dir.join("otelcol.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path
-}
-
-fn start_collector(dir: &Path, name: &str, config: &Path) -> Peer {
-    Peer::start(PeerOpts {
-        name: name.into(),
-        binary: otelcol_binary(&repo_root()),
-        config: config.to_path_buf(),
-        ready_url: format!("http://{HEALTH}/"),
-        metrics_url: Some(format!("http://{METRICS}/metrics")),
-        env: vec![],
-        log_dir: dir.to_path_buf(),
-        ready_timeout: Duration::from_secs(30),
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
 
 #[test]
 fn real_collector_decodes_protobuf_json_and_gzip_as_the_demo_collector_records() {
@@ -94,7 +48,7 @@ exporters:
             ),
             "      receivers: [otlp]\n      exporters: [file]\n",
         );
-        let otelcol = start_collector(&dir, &format!("otelcol-{label}"), &config);
+        let otelcol = start_otelcol(&dir, &format!("otelcol-{label}"), &config);
         let (gateway, sidecar) = flow_configs(&dir, false, extra);
         let shop = Shop::start(&gateway, &sidecar);
         shop.drive_flow();
@@ -207,7 +161,7 @@ fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
         "",
         "  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 1\n",
     );
-    let mut otelcol = start_collector(&dir, "otelcol-memory-limited", &limited);
+    let mut otelcol = start_otelcol(&dir, "otelcol-memory-limited", &limited);
     let (gateway, sidecar) = flow_configs(&dir, false, FAST_RETRY);
     let shop = Shop::start(&gateway, &sidecar);
     products(5);
@@ -240,7 +194,7 @@ fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
     // succeeds and the backlog drains, every span exactly once.
     otelcol.stop();
     let (normal, file) = otlp_file_collector(&dir, "", "");
-    let _otelcol = start_collector(&dir, "otelcol-recovered", &normal);
+    let _otelcol = start_otelcol(&dir, "otelcol-recovered", &normal);
     wait_until(Duration::from_secs(20), "the backlog delivered", || {
         (read_file_export(&file).0.len() >= 10).then_some(())
     });
@@ -262,7 +216,7 @@ fn body_over_max_request_body_size_is_split_until_it_fits() {
     let dir = scratch("e2e-collector", "body-size");
     // One gateway span is ~600 bytes encoded; a request's two spans are ~1.2 KB.
     let (config, file) = otlp_file_collector(&dir, "\n        max_request_body_size: 1000", "");
-    let otelcol = start_collector(&dir, "otelcol-small-body", &config);
+    let otelcol = start_otelcol(&dir, "otelcol-small-body", &config);
     let (gateway, sidecar) = flow_configs(&dir, false, FAST_RETRY);
     let shop = Shop::start(&gateway, &sidecar);
     products(3);
@@ -335,7 +289,7 @@ exporters:
         ),
         "      receivers: [otlp]\n      exporters: [otlphttp]\n",
     );
-    let otelcol = start_collector(&dir, "otelcol-queue-full", &config);
+    let otelcol = start_otelcol(&dir, "otelcol-queue-full", &config);
     let retry = ", \"retry\": {\"initial_backoff_ms\": 200, \"max_backoff_ms\": 400, \"max_elapsed_ms\": 2000}";
     let (gateway, sidecar) = flow_configs(&dir, false, retry);
     let shop = Shop::start(&gateway, &sidecar);

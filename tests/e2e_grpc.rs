@@ -9,18 +9,18 @@
 mod common;
 
 use common::flow::*;
-use common::{ports_lock, repo_root, send};
-use demo::peers::{otelcol_binary, Peer, PeerOpts};
+use common::{ports_lock, send};
+use demo::peers::Peer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The Collector's gRPC receiver; no shipped config uses this port on loopback.
 const OTLP_GRPC: &str = "127.0.0.1:4317";
 
-/// A Collector with the OTLP gRPC receiver, optionally a memory limiter, and a file exporter.
+/// A Collector with the OTLP gRPC receiver, optionally a memory limiter, and a file exporter
+/// (its config kept as `<name>.yaml`).
 fn start_collector(dir: &Path, name: &str, memory_limiter: bool) -> (Peer, PathBuf) {
     let file = dir.join(format!("{name}.jsonl"));
-    let (metrics_host, metrics_port) = METRICS.split_once(':').unwrap();
     let (procs, list) = if memory_limiter {
         (
             "processors:\n  memory_limiter:\n    check_interval: 100ms\n    limit_mib: 1\n",
@@ -29,7 +29,7 @@ fn start_collector(dir: &Path, name: &str, memory_limiter: bool) -> (Peer, PathB
     } else {
         ("", "")
     };
-    let yaml = format!(
+    let components = format!(
         "receivers:
   otlp:
     protocols:
@@ -38,43 +38,13 @@ fn start_collector(dir: &Path, name: &str, memory_limiter: bool) -> (Peer, PathB
 {procs}exporters:
   file:
     path: {}
-    flush_interval: 100ms
-extensions:
-  health_check:
-    endpoint: {HEALTH}
-service:
-  extensions: [health_check]
-  telemetry:
-    logs:
-      level: info
-    metrics:
-      readers:
-        - pull:
-            exporter:
-              prometheus:
-                host: {metrics_host}
-                port: {metrics_port}
-  pipelines:
-    traces:
-      receivers: [otlp]
-{list}      exporters: [file]
-",
+    flush_interval: 100ms",
         file.display()
     );
+    let pipeline = format!("      receivers: [otlp]\n{list}      exporters: [file]\n");
     let config = dir.join(format!("{name}.yaml"));
-    std::fs::write(&config, yaml).unwrap();
-    let peer = Peer::start(PeerOpts {
-        name: name.into(),
-        binary: otelcol_binary(&repo_root()),
-        config,
-        ready_url: format!("http://{HEALTH}/"),
-        metrics_url: Some(format!("http://{METRICS}/metrics")),
-        env: vec![],
-        log_dir: dir.to_path_buf(),
-        ready_timeout: Duration::from_secs(30),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-    (peer, file)
+    std::fs::rename(collector_config(dir, &components, &pipeline), &config).unwrap();
+    (start_otelcol(dir, name, &config), file)
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use super::{repo_root, send, try_start_envoy};
 use demo::collector::Collector;
 use demo::envoy::Envoy;
+use demo::peers::{otelcol_binary, Peer, PeerOpts};
 use demo::serde_json::{self, json, Value};
 use demo::shop::{self, Service, ServiceHandle};
 use demo::span::{flatten, RecordedSpan};
@@ -284,3 +285,49 @@ pub const GRPC_CLUSTER: &str = "    typed_extension_protocol_options:
     load_assignment:
       cluster_name: otel_collector
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: 4317 } } } }] }]";
+
+/// A Collector config: `components` (receivers, processors, exporters), one traces
+/// `pipeline` (its receivers/processors/exporters lists), health_check and Prometheus
+/// self-metrics.
+pub fn collector_config(dir: &Path, components: &str, pipeline: &str) -> PathBuf {
+    let (metrics_host, metrics_port) = METRICS.split_once(':').unwrap();
+    let yaml = format!(
+        "{components}
+extensions:
+  health_check:
+    endpoint: {HEALTH}
+service:
+  extensions: [health_check]
+  telemetry:
+    logs:
+      level: info
+    metrics:
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: {metrics_host}
+                port: {metrics_port}
+  pipelines:
+    traces:
+{pipeline}"
+    );
+    let path = dir.join("otelcol.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Starts the Collector on `config`, waiting for its health check; logs go to `dir`.
+pub fn start_otelcol(dir: &Path, name: &str, config: &Path) -> Peer {
+    Peer::start(PeerOpts {
+        name: name.into(),
+        binary: otelcol_binary(&repo_root()),
+        config: config.to_path_buf(),
+        ready_url: format!("http://{HEALTH}/"),
+        metrics_url: Some(format!("http://{METRICS}/metrics")),
+        env: vec![],
+        log_dir: dir.to_path_buf(),
+        ready_timeout: Duration::from_secs(30),
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
