@@ -288,9 +288,17 @@ impl HeaderMap {
         &'a self,
         name: &'n str,
     ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        self.iter()
-            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        // Names are compared as bytes: no UTF-8 check of every name on every lookup (a
+        // request start looks up about a dozen names). ASCII case folding leaves non-ASCII
+        // bytes alone, so only a name byte-equal to the UTF-8 `name` can match, as before.
+        self.index
+            .iter()
+            .filter(move |&&(ks, ke, _, _)| {
+                self.buf
+                    .get(ks..ke)
+                    .is_some_and(|k| k.eq_ignore_ascii_case(name.as_bytes()))
+            })
+            .map(|&(_, _, vs, ve)| self.buf.get(vs..ve).unwrap_or(&[]))
     }
 
     /// The first value of `name`, if it is UTF-8.

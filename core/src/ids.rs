@@ -61,6 +61,13 @@ fn nibble(c: u8) -> Option<u8> {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Appends `bytes` as lowercase hex to `out` (the hot path's form: no formatter).
+pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend(bytes.iter().flat_map(|b| {
+        [b >> 4, b & 0xf].map(|nib| HEX.get(usize::from(nib)).copied().unwrap_or(b'0'))
+    }));
+}
+
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let mut buf = [0u8; 32];
     let mut len = 0;

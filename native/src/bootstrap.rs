@@ -17,7 +17,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::ffi::{EnvoyBuffer, EnvoyHttpHeader};
-use crate::hooks::guard;
+use crate::guard::guard;
 use crate::process::{self, Process};
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! names the Envoy binary looks up).
 //!
 //! **Never take Envoy down.** This code runs unsandboxed in Envoy's process. Every hook runs its
-//! body inside [`guard`]: a panic is caught at the FFI boundary (the crate is built with
+//! body inside [`guard`](crate::guard::guard): a panic is caught at the FFI boundary (the crate is built with
 //! `panic = "unwind"`, profile `native`), the request passes untraced (the stream's trace is
 //! dropped, every later hook of that stream does nothing), the panic is counted in
 //! `gateway_tracing.native_panics`, and the first one is logged with its message and location.
@@ -15,12 +15,12 @@
 
 use crate::ffi::{EnvoyBuffer, EnvoyHttpHeader, FilterConfigEnvoyPtr, FilterEnvoyPtr};
 use crate::filter::Filter;
+use crate::guard::{first_panic_logged, guard};
 use crate::process::{Process, EVENT_TICK};
 use gateway_tracing_core::config;
 use gateway_tracing_core::host::{GrpcFields, GRPC_MESSAGE, GRPC_STATUS, GRPC_STATUS_DETAILS};
 use std::ffi::c_void;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::panic::catch_unwind;
 use std::sync::Arc;
 
 /// The ABI version this module was written against: the string Envoy 1.40.0 itself carries
@@ -31,61 +31,13 @@ pub const ABI_VERSION: &[u8] = b"v0.2.0\0";
 /// `on_*_status_Continue` for every header/body/trailer hook.
 const CONTINUE: u32 = 0;
 
-static PANIC_LOGGED: AtomicBool = AtomicBool::new(false);
-
-/// Runs a hook body; a panic returns `fallback`, is counted (when the hook knows its
-/// config's stats) and the first one in the process is logged.
-pub fn guard<R>(
-    hook: &'static str,
-    process: Option<&Process>,
-    fallback: R,
-    body: impl FnOnce() -> R,
-) -> R {
-    guard_with(
-        hook,
-        || {
-            if let Some(p) = process {
-                p.stats.panicked();
-            }
-        },
-        fallback,
-        body,
-    )
-}
-
-/// [`guard`] with what to do on a panic (besides logging the first) given by the caller.
-fn guard_with<R>(
-    hook: &'static str,
-    on_panic: impl FnOnce(),
-    fallback: R,
-    body: impl FnOnce() -> R,
-) -> R {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(r) => r,
-        Err(payload) => {
-            on_panic();
-            if !PANIC_LOGGED.swap(true, Ordering::Relaxed) {
-                let what = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_string())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "(no message)".into());
-                log::error!(
-                    "panic in {hook}: {what}; this request passes untraced (later panics are only counted: gateway_tracing.native_panics)"
-                );
-            }
-            fallback
-        }
-    }
-}
-
 /// Program start: the panic hook stays quiet (the guard logs), the logger forwards to Envoy.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const u8 {
     let ok = catch_unwind(|| {
         crate::logger::install();
         std::panic::set_hook(Box::new(|info| {
-            if !PANIC_LOGGED.load(Ordering::Relaxed) {
+            if !first_panic_logged() {
                 log::error!(
                     "gateway-tracing panicked at {:?}",
                     info.location().map(|l| (l.file(), l.line()))
@@ -156,6 +108,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     guard("on_http_filter_config_scheduled", Some(p), (), || {
         if event_id == EVENT_TICK {
             p.on_tick();
+            crate::bootstrap::check_shutdown();
         }
     });
 }
@@ -240,6 +193,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
                 details: header(GRPC_STATUS_DETAILS),
             };
             p.on_response(callout_id, status, header("retry-after"), grpc, &body);
+            crate::bootstrap::check_shutdown();
         },
     );
 }
@@ -547,28 +501,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_stream_reset(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_panicking_hook_body_returns_the_fallback_and_later_hooks_still_run() {
-        let mut counted = 0;
-        let r = guard_with(
-            "test_hook",
-            || counted += 1,
-            7u32,
-            || -> u32 { panic!("boom") },
-        );
-        assert_eq!(counted, 1, "the panic is counted");
-        assert_eq!(r, 7, "fails open with the fallback");
-        assert!(
-            PANIC_LOGGED.load(Ordering::Relaxed),
-            "the first panic is logged"
-        );
-        assert_eq!(
-            guard_with("test_hook", || {}, 0u32, || 3),
-            3,
-            "the next call runs normally"
-        );
-    }
 
     #[test]
     fn the_abi_version_is_a_c_string() {

@@ -6,15 +6,16 @@
 //! bytes, nothing sent. The exporter's queue is the bounded queue: one `max_queue_bytes` budget
 //! per process (the wasm build has one per worker VM). Sending happens on Envoy's main thread
 //! only: a timer thread of this module wakes the main thread through the filter config's
-//! scheduler (`scheduler_commit` → `on_http_filter_config_scheduled`) every flush interval, or
-//! at once when a worker's push completes a batch; the main thread then sends batches with the
+//! scheduler (`scheduler_commit` → `on_http_filter_config_scheduled`) every flush interval;
+//! a worker whose push completes a batch commits the same event itself, once per batch (no
+//! wake-up of the timer thread, no 1 ms wait). The main thread then sends batches with the
 //! filter config's HTTP callout and takes the answers in `on_http_filter_config_http_callout_done`.
 //! So a request's latency never includes an export, and no worker ever blocks on the network.
 
 use crate::ffi::{self, ConfigSchedulerPtr, FilterConfigEnvoyPtr, ModuleBuffer, ModuleHttpHeader};
 use crate::host::now_nanos;
 use gateway_tracing_core::config::Config;
-use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
+use gateway_tracing_core::exporter::{Exporter, FAST_FLUSH_PERIOD, MAX_RESPONSE_BODY};
 use gateway_tracing_core::host::{
     ExportHost, ExportRequest, ExportResponse, GrpcFields, HostError, HostErrorKind, Stats,
 };
@@ -324,6 +325,9 @@ pub struct Process {
     exporter: Mutex<Exporter>,
     envoy: SharedPtr,
     scheduler: SharedPtr,
+    /// Cleared (under the exporter lock) before the scheduler is deleted: a worker commits
+    /// only while holding that lock and seeing this set.
+    scheduler_alive: std::sync::atomic::AtomicBool,
     timer: Timer,
 }
 
@@ -360,6 +364,7 @@ impl Process {
             exporter: Mutex::new(exporter),
             envoy: SharedPtr(envoy),
             scheduler: SharedPtr(scheduler as ConfigSchedulerPtr),
+            scheduler_alive: std::sync::atomic::AtomicBool::new(!scheduler.is_null()),
         });
         if !scheduler.is_null() {
             let p = Arc::clone(&process);
@@ -435,7 +440,6 @@ impl Process {
     pub fn on_tick(&self) {
         self.exporter()
             .on_tick(&MainExport { process: self }, &self.stats, now_nanos());
-        crate::bootstrap::check_shutdown();
     }
 
     /// Main thread: an export request was answered (or failed: `status` `None`).
@@ -463,7 +467,6 @@ impl Process {
             &self.stats,
             now_nanos(),
         );
-        crate::bootstrap::check_shutdown();
     }
 
     /// Main thread, the filter config is going away: stop the timer; what is still held is
@@ -475,16 +478,20 @@ impl Process {
         if let Some(h) = handle {
             let _ = h.join();
         }
-        if !self.scheduler.0.is_null() {
-            // SAFETY: created in `new`, deleted once, after the only other user (the timer
-            // thread) has been joined.
+        let mut exporter = self.exporter();
+        // Under the exporter lock: no worker is inside `push` (where it may commit).
+        if self
+            .scheduler_alive
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            // SAFETY: created in `new`, deleted once, after the timer thread has been joined
+            // and with the exporter lock held (the workers' commits are made under it).
             unsafe {
                 ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
                     self.scheduler.0,
                 );
             }
         }
-        let mut exporter = self.exporter();
         log::debug!(
             "filter config destroyed with {} spans held",
             exporter.held_spans()
@@ -512,8 +519,32 @@ impl ExportHost for WorkerExport<'_> {
         ))
     }
 
+    /// The core asks for the fast tick when a push completes a batch (once, until the main
+    /// thread's tick resets it): the worker wakes the main thread itself with one scheduler
+    /// commit, instead of re-arming the timer thread (two thread wake-ups and a 1 ms wait per
+    /// batch). Any other period goes to the timer.
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        self.process.timer.set_period(period);
+        if period > FAST_FLUSH_PERIOD {
+            self.process.timer.set_period(period);
+            return Ok(());
+        }
+        // The exporter lock is held (we are inside `Exporter::push`): `shutdown` cannot
+        // delete the scheduler under us.
+        if !self
+            .process
+            .scheduler_alive
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Err(HostError::new("scheduler_commit", HostErrorKind::NotFound));
+        }
+        // SAFETY: the scheduler is alive (checked above under the exporter lock); commit is
+        // thread-safe.
+        unsafe {
+            ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                self.process.scheduler.0,
+                EVENT_TICK,
+            );
+        }
         Ok(())
     }
 }

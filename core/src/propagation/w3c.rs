@@ -50,12 +50,17 @@ impl TraceparentError {
 /// written: sampled (§3.2.2.5.1) and random trace id (§3.2.2.5.2); §3.2.2.5 says unknown
 /// flags MUST be zero when we write.
 pub fn format_traceparent(ctx: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        ctx.trace_id,
-        ctx.span_id,
-        ctx.flags & (FLAG_SAMPLED | FLAG_RANDOM)
-    )
+    // Written by hand, not `format!`: one allocation of the exact size, on every recorded
+    // request (format_rows below pins the output).
+    let mut out = Vec::with_capacity(TRACEPARENT_LEN);
+    out.extend_from_slice(b"00-");
+    crate::ids::push_hex(&mut out, &ctx.trace_id.0);
+    out.push(b'-');
+    crate::ids::push_hex(&mut out, &ctx.span_id.0);
+    out.push(b'-');
+    crate::ids::push_hex(&mut out, &[ctx.flags & (FLAG_SAMPLED | FLAG_RANDOM)]);
+    // Hex digits and dashes only: always UTF-8.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 pub(super) fn trim_ows(b: &[u8]) -> &[u8] {
