@@ -99,7 +99,7 @@ impl Http {
 
     pub fn on_log(&mut self) {
         if let (Some(shared), Some(stream)) = (&self.shared, self.stream.as_mut()) {
-            let mut run = Vec::with_capacity(1024);
+            let mut run = Vec::with_capacity(gateway_tracing_core::tracer::SPANS_BUFFER_CAPACITY);
             let finished = stream.log(&shared.config, &ProxyHost, &shared.stats, &mut run);
             Self::export(shared, &run, &finished);
         }

@@ -99,7 +99,7 @@ impl Filter {
             ..NativeHost::new(envoy)
         };
         let p = &*self.process;
-        let mut run = Vec::with_capacity(1024);
+        let mut run = Vec::with_capacity(gateway_tracing_core::tracer::SPANS_BUFFER_CAPACITY);
         let finished = stream.log(&p.config, &host, &p.stats, &mut run);
         if let (Some(id), true) = (server, finished.spans > 0) {
             SERVER_ENDS.with(|ends| {

@@ -2,7 +2,7 @@
 //! a downstream request ends in the log phase, an upstream attempt when it is destroyed.
 
 use super::*;
-use crate::tracer::{AttemptBook, Placement, Stream};
+use crate::tracer::{AttemptBook, Placement, Stream, SPANS_BUFFER_CAPACITY};
 use std::cell::RefCell;
 
 const UPSTREAM: &str = r#"{
@@ -199,4 +199,25 @@ fn a_kept_error_says_so_in_the_response_trace_header() {
             "{status}: counted once"
         );
     }
+}
+
+/// A routed request's two spans, default attributes plus a long user agent and a few
+/// captured headers, fit in the glues' span buffer, so writing them never reallocates.
+#[test]
+fn a_routed_requests_spans_fit_in_the_span_buffer() {
+    let cfg = with_fields(r#""request_headers": ["x-request-id", "user-agent"]"#);
+    let host = request("POST", "/api/cart/c-123/add?utm_source=a-long-campaign-name", Some("cart"))
+        .header("user-agent", &"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36")
+        .header("x-request-id", "0d3c9f5e-1b2a-4c8d-9e7f-6a5b4c3d2e1f");
+    let stats = MockStats::new();
+    let mut h = host;
+    let req = start(&cfg, &mut h, &stats);
+    let mut out = Vec::with_capacity(SPANS_BUFFER_CAPACITY);
+    let n = finish(&cfg, &req, &answered(200), &stats, &mut out);
+    assert_eq!(n, 2, "SERVER and CLIENT");
+    assert!(
+        out.len() <= SPANS_BUFFER_CAPACITY && out.capacity() == SPANS_BUFFER_CAPACITY,
+        "{} bytes written into a {SPANS_BUFFER_CAPACITY}-byte buffer",
+        out.len()
+    );
 }
