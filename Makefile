@@ -145,7 +145,9 @@ wrk:
 
 # The bench's own crates (bench/, outside the root workspace): the empty proxy-wasm filter, built
 # for $(WASM_TARGET) exactly as `build` builds the real one (same target dir, so the std that
-# -Zbuild-std compiled for the filter is reused), and the host OTLP sink.
+# -Zbuild-std compiled for the filter is reused), the host OTLP sink, and the do-nothing
+# dynamic-module tracer (the tracer placement's floor: target/libempty_tracer.so, beside the
+# real module, as Envoy takes one module search path).
 bench-build: build
 	@if rustup target list --installed 2>/dev/null | grep -qx '$(WASM_TARGET)'; then \
 	  cargo build --release --manifest-path bench/empty-filter/Cargo.toml --target-dir target --target $(WASM_TARGET); \
@@ -158,6 +160,8 @@ bench-build: build
 	@mkdir -p target/bench && cp target/$(WASM_TARGET)/release/empty_filter.wasm $(EMPTY_WASM)
 	@echo ">> $(EMPTY_WASM): $$(stat -c %s $(EMPTY_WASM)) bytes"
 	cargo build -q --release --manifest-path bench/sink/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+	cargo build -q --release --manifest-path bench/empty-tracer/Cargo.toml --target-dir $(BENCH_TARGET_DIR)
+	cp $(BENCH_TARGET_DIR)/release/libempty_tracer.so target/libempty_tracer.so
 
 # Not part of `make test`. Environment: BENCH_SECONDS, BENCH_ROUNDS, BENCH_LATENCY_SECONDS,
 # BENCH_CONFIGS (see bench/bench.py). Writes target/bench/bench.md and bench.json.

@@ -70,6 +70,8 @@ FILTER_WASM = os.path.join(ROOT, "target/gateway_tracing.wasm")
 # The native build (README "Native build"): Envoy loads lib<name>.so from this directory.
 FILTER_MODULE_DIR = os.path.join(ROOT, "target")
 FILTER_MODULE = os.path.join(FILTER_MODULE_DIR, "libgateway_tracing.so")
+# The do-nothing tracer module (bench/empty-tracer), beside it: one search path.
+EMPTY_TRACER = os.path.join(FILTER_MODULE_DIR, "libempty_tracer.so")
 os.environ.setdefault("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", FILTER_MODULE_DIR)
 EMPTY_WASM = os.path.join(ROOT, "target/bench/empty_filter.wasm")
 SINK_BIN = os.path.join(ROOT, "target/bench/build/release/bench-sink")
@@ -129,6 +131,11 @@ CONFIGS = [
     ("native_batched_2spans", "Envoy native OTel tracer, 100%, `min_flush_spans: 512`, `spawn_upstream_span` (2 spans/request)",
      {"native": True, "spawn_upstream_span": True,
       "runtime": {"tracing.opentelemetry.min_flush_spans": 512}}),
+    # Issue 16, item 7: the dynamic-module *tracer* placement's floor. Envoy's tracing driver
+    # calls a module whose hooks all return at once (bench/empty-tracer), with the same span
+    # tree (spawn_upstream_span): what Envoy spends per request before the module does anything.
+    ("tracer_floor", "dynamic-module tracer whose hooks do nothing (the tracer placement's floor), 100%, `spawn_upstream_span`",
+     {"module_tracer": True, "spawn_upstream_span": True}),
     ("empty_wasm", "empty Rust proxy-wasm filter (sets one header)",
      {"wasm": ("empty_filter", EMPTY_WASM, "")}),
     # Price of host calls: the empty filter plus 8 property reads / 2 header-map reads at log.
@@ -257,8 +264,20 @@ def proxy_config(settings):
                 },
             },
         }
-        if settings.get("spawn_upstream_span"):
-            tracing["spawn_upstream_span"] = True
+    if settings.get("module_tracer"):
+        tracing = {
+            "random_sampling": {"value": 100},
+            "provider": {
+                "name": "envoy.tracers.dynamic_modules",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.tracers.dynamic_modules.v3.DynamicModuleTracer",
+                    "dynamic_module_config": {"name": "empty_tracer"},
+                    "tracer_name": "floor",
+                },
+            },
+        }
+    if tracing and settings.get("spawn_upstream_span"):
+        tracing["spawn_upstream_span"] = True
     route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}
     config = {
         "admin": {"address": socket_address(PROXY_ADMIN)},
@@ -660,7 +679,8 @@ def main():
     wanted = [c.strip() for c in os.environ.get("BENCH_CONFIGS", "").split(",") if c.strip()]
     configs = [c for c in CONFIGS if not wanted or c[0] in wanted or c[0] == "plain"]
     needed = ({SINK_BIN} | {c[2]["wasm"][1] for c in configs if "wasm" in c[2]}
-              | ({FILTER_MODULE} if any("module" in c[2] for c in configs) else set()))
+              | ({FILTER_MODULE} if any("module" in c[2] for c in configs) else set())
+              | ({EMPTY_TRACER} if any("module_tracer" in c[2] for c in configs) else set()))
     for path in sorted(needed):
         if not os.path.exists(path):
             sys.exit("missing %s (run make bench-build)" % path)
