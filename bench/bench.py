@@ -216,6 +216,12 @@ def upstream_config():
     }
 
 
+def hcm_tracing(provider, typed_config):
+    """HCM `tracing`: every request sampled, spans from `provider`."""
+    return {"random_sampling": {"value": 100},
+            "provider": {"name": provider, "typed_config": typed_config}}
+
+
 def proxy_config(settings):
     http_filters = []
     if "wasm" in settings:
@@ -251,31 +257,19 @@ def proxy_config(settings):
         })
     tracing = None
     if settings.get("native"):
-        tracing = {
-            "random_sampling": {"value": 100},
-            "provider": {
-                "name": "envoy.tracers.opentelemetry",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
-                    "http_service": {"http_uri": {
-                        "uri": "http://127.0.0.1:%d/v1/traces" % SINK_PORT,
-                        "cluster": "otel", "timeout": "1s"}},
-                    "service_name": "bench",
-                },
-            },
-        }
+        tracing = hcm_tracing("envoy.tracers.opentelemetry", {
+            "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+            "http_service": {"http_uri": {
+                "uri": "http://127.0.0.1:%d/v1/traces" % SINK_PORT,
+                "cluster": "otel", "timeout": "1s"}},
+            "service_name": "bench",
+        })
     if settings.get("module_tracer"):
-        tracing = {
-            "random_sampling": {"value": 100},
-            "provider": {
-                "name": "envoy.tracers.dynamic_modules",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.tracers.dynamic_modules.v3.DynamicModuleTracer",
-                    "dynamic_module_config": {"name": "empty_tracer"},
-                    "tracer_name": "floor",
-                },
-            },
-        }
+        tracing = hcm_tracing("envoy.tracers.dynamic_modules", {
+            "@type": "type.googleapis.com/envoy.extensions.tracers.dynamic_modules.v3.DynamicModuleTracer",
+            "dynamic_module_config": {"name": "empty_tracer"},
+            "tracer_name": "floor",
+        })
     if tracing and settings.get("spawn_upstream_span"):
         tracing["spawn_upstream_span"] = True
     route = {"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}

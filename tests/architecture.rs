@@ -102,6 +102,14 @@ struct SourceFile {
     path: PathBuf,
 }
 
+/// A path under the repository, as the README map writes it.
+fn rel_path(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap()
+        .to_string_lossy()
+        .to_string()
+}
+
 /// Every `.rs` file under every workspace crate's `src/`.
 fn source_files() -> Vec<SourceFile> {
     let mut out = Vec::new();
@@ -109,11 +117,7 @@ fn source_files() -> Vec<SourceFile> {
         let mut files = Vec::new();
         rust_files(&root().join(&src), &mut files);
         for path in files {
-            let rel = path
-                .strip_prefix(root())
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
+            let rel = rel_path(&path);
             out.push(SourceFile {
                 src: src.clone(),
                 rel,
@@ -241,36 +245,43 @@ fn no_file_imports_what_its_row_does_not_allow() {
     );
 }
 
-#[test]
-fn the_cores_modules_import_each_other_without_a_circle() {
-    let src = "core/src";
+/// Each top-level module of the crate under `src` (its files outside tests; the test doubles
+/// in `testing` import everything by design) → the top-level modules it imports.
+fn module_edges(src: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut files = Vec::new();
     rust_files(&root().join(src), &mut files);
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in files {
-        let rel = f
-            .strip_prefix(root())
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        let text = fs::read_to_string(&f).unwrap();
-        if !is_test_file(&rel) {
-            let code = code_of(&text);
-            assert!(
-                !code.contains("proxy_wasm") && !code.contains("gateway_tracing::"),
-                "{rel}: the core never names proxy-wasm or the glue"
-            );
-        }
-        // The test doubles import everything by design.
+        let rel = rel_path(&f);
         let Some(own) = own_module(src, &rel).filter(|m| m != "testing") else {
             continue;
         };
         if is_test_file(&rel) {
             continue;
         }
+        let text = fs::read_to_string(&f).unwrap();
         let deps = edges.entry(own.clone()).or_default();
         deps.extend(imports(&text).into_iter().filter(|m| *m != own));
     }
+    edges
+}
+
+#[test]
+fn the_cores_modules_import_each_other_without_a_circle() {
+    let src = "core/src";
+    let mut files = Vec::new();
+    rust_files(&root().join(src), &mut files);
+    for f in files {
+        let rel = rel_path(&f);
+        if !is_test_file(&rel) {
+            let code = code_of(&fs::read_to_string(&f).unwrap());
+            assert!(
+                !code.contains("proxy_wasm") && !code.contains("gateway_tracing::"),
+                "{rel}: the core never names proxy-wasm or the glue"
+            );
+        }
+    }
+    let edges = module_edges(src);
     assert_no_circle("the core", &edges);
     assert!(edges.len() >= 10, "the core's modules were read: {edges:?}");
 }
@@ -399,22 +410,7 @@ fn the_glues_files_import_each_other_without_a_circle() {
         ("native/src", "the native glue", 7),
         ("src", "the wasm glue", 5),
     ] {
-        let mut files = Vec::new();
-        rust_files(&root().join(src), &mut files);
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for f in files {
-            let rel = f
-                .strip_prefix(root())
-                .unwrap()
-                .to_string_lossy()
-                .to_string();
-            let Some(own) = own_module(src, &rel) else {
-                continue;
-            };
-            let text = fs::read_to_string(&f).unwrap();
-            let deps = edges.entry(own.clone()).or_default();
-            deps.extend(imports(&text).into_iter().filter(|m| *m != own));
-        }
+        let edges = module_edges(src);
         assert!(
             edges.len() >= at_least,
             "{what}'s files were read: {edges:?}"
