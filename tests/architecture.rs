@@ -397,7 +397,7 @@ fn assert_no_circle(what: &str, edges: &BTreeMap<String, BTreeSet<String>>) {
     }
     let mut done = BTreeSet::new();
     for m in edges.keys() {
-        visit(what, m, &edges, &mut Vec::new(), &mut done);
+        visit(what, m, edges, &mut Vec::new(), &mut done);
     }
 }
 

@@ -207,7 +207,7 @@ fn a_kept_error_says_so_in_the_response_trace_header() {
 fn a_routed_requests_spans_fit_in_the_span_buffer() {
     let cfg = with_fields(r#""request_headers": ["x-request-id", "user-agent"]"#);
     let host = request("POST", "/api/cart/c-123/add?utm_source=a-long-campaign-name", Some("cart"))
-        .header("user-agent", &"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36")
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36")
         .header("x-request-id", "0d3c9f5e-1b2a-4c8d-9e7f-6a5b4c3d2e1f");
     let stats = MockStats::new();
     let mut h = host;
