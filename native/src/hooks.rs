@@ -107,6 +107,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     };
     guard("on_http_filter_config_scheduled", Some(p), (), || {
         if event_id == EVENT_TICK {
+            crate::logger::follow_envoy_level();
             p.on_tick();
             crate::bootstrap::check_shutdown();
         }
