@@ -637,7 +637,9 @@ def targets(rows, runs):
         if value is None:
             continue
         met = value >= bound if sense == "ge" else value <= bound
-        lines.append("| %s | %.2fx%s | %s |" % (text, value, detail, "yes" if met else "no"))
+        # Three decimals where two would print the bound itself on the wrong side of it.
+        shown = "%.3f" % value if round(value, 2) == bound else "%.2f" % value
+        lines.append("| %s | %sx%s | %s |" % (text, shown, detail, "yes" if met else "no"))
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
