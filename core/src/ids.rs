@@ -61,22 +61,22 @@ fn nibble(c: u8) -> Option<u8> {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// The two lowercase hex digits of `b`.
+fn hex_digits(b: u8) -> [u8; 2] {
+    [b >> 4, b & 0xf].map(|nib| HEX.get(usize::from(nib)).copied().unwrap_or(b'0'))
+}
+
 /// Appends `bytes` as lowercase hex to `out` (the hot path's form: no formatter).
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend(bytes.iter().flat_map(|b| {
-        [b >> 4, b & 0xf].map(|nib| HEX.get(usize::from(nib)).copied().unwrap_or(b'0'))
-    }));
+    out.extend(bytes.iter().copied().flat_map(hex_digits));
 }
 
 fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let mut buf = [0u8; 32];
-    let mut len = 0;
     for (b, out) in bytes.iter().zip(buf.chunks_exact_mut(2)) {
-        for (slot, nib) in out.iter_mut().zip([b >> 4, b & 0xf]) {
-            *slot = HEX.get(usize::from(nib)).copied().unwrap_or(b'0');
-        }
-        len += 2;
+        out.copy_from_slice(&hex_digits(*b));
     }
+    let len = (bytes.len() * 2).min(buf.len());
     let s = std::str::from_utf8(buf.get(..len).unwrap_or(&[])).map_err(|_| fmt::Error)?;
     f.write_str(s)
 }
