@@ -429,7 +429,35 @@ pub fn accounting(h: &Host) -> (i64, i64, i64, i64) {
     )
 }
 
+/// Why the span accounting identity (`created = exported + dropped + held`) does not hold,
+/// or `None` when it does.
+pub fn unaccounted(h: &Host) -> Option<String> {
+    let (created, exported, dropped, held) = accounting(h);
+    (created != exported + dropped + held).then(|| {
+        format!("created {created} != exported {exported} + dropped {dropped} + held {held}")
+    })
+}
+
 impl Filter {
+    /// Ticks the root up to `ticks` times, `step_ms` apart (`None`: the tick period the filter
+    /// asked for, 500 ms if it asked for none), and returns the HTTP calls made by the first
+    /// tick that made any (none if no tick did).
+    pub fn tick_until_calls(
+        &mut self,
+        step_ms: Option<u64>,
+        ticks: usize,
+    ) -> Result<Vec<HttpCall>, Trap> {
+        for _ in 0..ticks {
+            let step = step_ms.unwrap_or_else(|| self.host().tick_period_ms.unwrap_or(500).into());
+            self.tick(step)?;
+            let calls = self.take_calls();
+            if !calls.is_empty() {
+                return Ok(calls);
+            }
+        }
+        Ok(Vec::new())
+    }
+
     /// Loads the built module and configures it with [`CONFIG`], the upstream cluster
     /// `products` and a 200 response code as Envoy's attributes.
     pub fn configured() -> Result<Filter, Trap> {

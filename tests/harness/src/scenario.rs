@@ -9,7 +9,7 @@
 //! filter's own counters once the host stops failing and a tick has flushed them,
 //! `spans_created = spans_exported + spans_dropped_* + export_queue_spans`.
 
-use crate::filter::{accounting, Compiled, Filter, Trap, CONFIG, ROOT};
+use crate::filter::{accounting, unaccounted, Compiled, Filter, Trap, CONFIG, ROOT};
 use crate::host::{pairs, status, Host, Pairs, REQUEST_HEADERS, RESPONSE_HEADERS};
 
 /// Plugin configurations the first byte picks from.
@@ -355,11 +355,8 @@ pub fn run(compiled: &Compiled, data: &[u8]) -> Result<Summary, String> {
     f.tick(1).map_err(trap)?;
     f.tick(1).map_err(trap)?;
     check_writes(f.host())?;
-    let (created, exported, dropped, held) = accounting(f.host());
-    if created != exported + dropped + held {
-        return Err(format!(
-            "created {created} != exported {exported} + dropped {dropped} + held {held}"
-        ));
+    if let Some(e) = unaccounted(f.host()) {
+        return Err(e);
     }
     // And the root goes away: whatever is held is counted as a shutdown drop.
     f.delete(ROOT).map_err(trap)?;
