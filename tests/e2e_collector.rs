@@ -166,20 +166,7 @@ fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
     let shop = Shop::start(&gateway, &sidecar);
     products(5);
 
-    wait_until(Duration::from_secs(15), "the filter retrying", || {
-        (shop.counter("export_retries") >= 2).then_some(())
-    });
-    assert_eq!(shop.counter("spans_exported"), 0);
-    assert_eq!(shop.counter("spans_created"), 10);
-    assert_eq!(shop.counter("export_queue_spans"), 10, "held, not dropped");
-    assert_accounted(&shop, "while refused");
-    let refused = otelcol
-        .metric("otelcol_processor_memory_limiter_refused_spans", &[])
-        .unwrap();
-    assert!(
-        refused >= 10.0,
-        "the Collector's memory limiter refused {refused} spans"
-    );
+    assert_backlog_held(&shop, &otelcol, 10);
     assert!(
         otelcol.log().contains("Refusing data"),
         "the Collector says why"
@@ -195,19 +182,7 @@ fn memory_limiter_refusal_is_retried_with_backoff_and_nothing_is_lost() {
     otelcol.stop();
     let (normal, file) = otlp_file_collector(&dir, "", "");
     let _otelcol = start_otelcol(&dir, "otelcol-recovered", &normal);
-    wait_until(Duration::from_secs(20), "the backlog delivered", || {
-        (read_file_export(&file).0.len() >= 10).then_some(())
-    });
-    wait_until(Duration::from_secs(5), "spans_exported counted", || {
-        (shop.counter("spans_exported") == 10).then_some(())
-    });
-    assert_eq!(read_file_export(&file).0.len(), 10, "each span once");
-    assert_eq!(shop.counter("export_queue_spans"), 0);
-    assert_accounted(&shop, "after recovery");
-    assert!(shop
-        .gateway
-        .log()
-        .contains("export to cluster 'otel_collector' recovered after"));
+    assert_backlog_delivered_once(&shop, &file, 10);
 }
 
 #[test]

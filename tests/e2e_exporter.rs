@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    gateway_as_lds, gateway_config_with, ports_lock, repo_root, send, try_start_envoy, write_lds,
+    gateway_as_lds, gateway_config_with, ports_lock, repo_root, send, start_lds_gateway,
+    try_start_envoy, write_lds,
 };
 use demo::collector::Collector;
 use demo::envoy::{Envoy, EnvoyOpts};
@@ -216,23 +217,7 @@ fn queued_spans_are_sent_when_a_config_update_replaces_the_plugin() {
     )];
     let (bootstrap, v1) = gateway_as_lds(&dir, &slow);
     write_lds(&dir, &v1);
-    let envoy = Envoy::start(
-        &bootstrap,
-        EnvoyOpts {
-            concurrency: 1,
-            component_log_level: Some("wasm:debug".into()),
-            cwd: Some(repo_root()),
-            // Let the old listener go quickly once its connections are gone.
-            extra_args: vec![
-                "--drain-time-s".into(),
-                "1".into(),
-                "--drain-strategy".into(),
-                "immediate".into(),
-            ],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let envoy = start_lds_gateway(&bootstrap);
 
     for _ in 0..2 {
         assert_eq!(

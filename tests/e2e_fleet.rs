@@ -17,8 +17,8 @@
 //! "Scaling out" quotes.
 mod common;
 
+use common::flow::{counter_sum as counter, wait_until};
 use common::{ports_lock, repo_root, send, try_start_envoy};
-use demo::envoy::Envoy;
 use demo::peers::{http_get, jaeger_binary, otelcol_binary, Peer, PeerOpts};
 use demo::serde_json::{self, Value};
 use demo::shop::{self, Service};
@@ -149,28 +149,6 @@ fn peer(
         ready_timeout: Duration::from_secs(60),
     })
     .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn counter(envoys: &[&Envoy], name: &str) -> u64 {
-    envoys
-        .iter()
-        .map(|e| {
-            e.stat(&format!("wasmcustom.gateway_tracing.{name}"))
-                .unwrap()
-                .unwrap_or(0)
-        })
-        .sum()
-}
-
-fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?}: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// One trace from Jaeger's v3 API (OTLP JSON), or None when Jaeger does not have it.
@@ -307,7 +285,7 @@ fn fleet_keeps_whole_traces_every_error_and_slow_one_and_accounts_for_every_span
     wait_until(
         Duration::from_secs(20),
         "the filters exported every span",
-        || counter(&envoys, "spans_exported") == total_spans as u64,
+        || (counter(&envoys, "spans_exported") == total_spans as u64).then_some(()),
     );
     assert_eq!(counter(&envoys, "spans_created"), total_spans as u64);
     for c in [
@@ -327,9 +305,10 @@ fn fleet_keeps_whole_traces_every_error_and_slow_one_and_accounts_for_every_span
         total_spans as f64
     );
     wait_until(Duration::from_secs(10), "tier 1 sent everything", || {
-        m(&tier2a, "otelcol_receiver_accepted_spans", &[])
+        (m(&tier2a, "otelcol_receiver_accepted_spans", &[])
             + m(&tier2b, "otelcol_receiver_accepted_spans", &[])
-            == total_spans as f64
+            == total_spans as f64)
+            .then_some(())
     });
     let (in_a, in_b) = (
         m(&tier2a, "otelcol_receiver_accepted_spans", &[]),
@@ -351,7 +330,7 @@ fn fleet_keeps_whole_traces_every_error_and_slow_one_and_accounts_for_every_span
     wait_until(
         Duration::from_secs(30),
         "a decision for every trace",
-        || decided(&tier2a) + decided(&tier2b) == sent.len() as f64,
+        || (decided(&tier2a) + decided(&tier2b) == sent.len() as f64).then_some(()),
     );
     let kept_traces: f64 = [&tier2a, &tier2b]
         .iter()

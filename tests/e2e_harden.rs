@@ -650,22 +650,7 @@ fn a_config_update_during_an_outage_loses_nothing_the_drain_timeout_covers() {
     )];
     let (bootstrap, v1) = common::gateway_as_lds(&dir, &fast);
     common::write_lds(&dir, &v1);
-    let envoy = Envoy::start(
-        &bootstrap,
-        demo::envoy::EnvoyOpts {
-            concurrency: 1,
-            component_log_level: Some("wasm:debug".into()),
-            cwd: Some(common::repo_root()),
-            extra_args: vec![
-                "--drain-time-s".into(),
-                "1".into(),
-                "--drain-strategy".into(),
-                "immediate".into(),
-            ],
-            ..Default::default()
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let envoy = common::start_lds_gateway(&bootstrap);
     for _ in 0..10 {
         assert_eq!(
             send(GATEWAY, "POST", "/api/auth/login", &[], "{}").status,

@@ -150,15 +150,20 @@ impl Shop {
 
     /// A filter counter summed over both proxies.
     pub fn counter(&self, name: &str) -> u64 {
-        [&self.gateway, &self.sidecar]
-            .iter()
-            .map(|e| {
-                e.stat(&format!("wasmcustom.gateway_tracing.{name}"))
-                    .unwrap()
-                    .unwrap_or(0)
-            })
-            .sum()
+        counter_sum(&[&self.gateway, &self.sidecar], name)
     }
+}
+
+/// A filter counter (`gateway_tracing.<name>`) summed over `envoys`.
+pub fn counter_sum(envoys: &[&Envoy], name: &str) -> u64 {
+    envoys
+        .iter()
+        .map(|e| {
+            e.stat(&format!("wasmcustom.gateway_tracing.{name}"))
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .sum()
 }
 
 /// Every span the file exporter has written so far (one OTLP/JSON export request per line),
@@ -176,6 +181,48 @@ pub fn read_file_export(path: &Path) -> (Vec<RecordedSpan>, Vec<ExportTraceServi
         raw.push(req);
     }
     (spans, raw)
+}
+
+/// While a memory-limited Collector refuses: the filter retries, the `backlog` spans are held
+/// (none exported, none dropped) and accounted for, and the Collector counts them refused.
+pub fn assert_backlog_held(shop: &Shop, otelcol: &Peer, backlog: u64) {
+    wait_until(Duration::from_secs(15), "the filter retrying", || {
+        (shop.counter("export_retries") >= 2).then_some(())
+    });
+    assert_eq!(shop.counter("spans_exported"), 0);
+    assert_eq!(shop.counter("spans_created"), backlog);
+    assert_eq!(
+        shop.counter("export_queue_spans"),
+        backlog,
+        "held, not dropped"
+    );
+    assert_accounted(shop, "while refused");
+    let refused = otelcol
+        .metric("otelcol_processor_memory_limiter_refused_spans", &[])
+        .unwrap();
+    assert!(
+        refused >= backlog as f64,
+        "the Collector's memory limiter refused {refused} spans"
+    );
+}
+
+/// After a collector outage: the `backlog` spans the gateway held arrive in `file`, each
+/// exactly once, the filter counts them exported with nothing left queued, the accounting
+/// identity holds, and the filter logs the recovery.
+pub fn assert_backlog_delivered_once(shop: &Shop, file: &Path, backlog: usize) {
+    wait_until(Duration::from_secs(20), "the backlog delivered", || {
+        (read_file_export(file).0.len() >= backlog).then_some(())
+    });
+    wait_until(Duration::from_secs(5), "spans_exported counted", || {
+        (shop.counter("spans_exported") == backlog as u64).then_some(())
+    });
+    assert_eq!(read_file_export(file).0.len(), backlog, "each span once");
+    assert_eq!(shop.counter("export_queue_spans"), 0);
+    assert_accounted(shop, "after recovery");
+    assert!(shop
+        .gateway
+        .log()
+        .contains("export to cluster 'otel_collector' recovered after"));
 }
 
 pub fn wait_until<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {

@@ -202,6 +202,28 @@ pub fn gateway_as_lds(dir: &Path, edits: &[(&str, &str)]) -> (PathBuf, String) {
     (boot_path, lds)
 }
 
+/// Starts the LDS gateway from [`gateway_as_lds`]'s bootstrap: one worker, debug filter logs,
+/// and an old listener that goes as soon as its connections are gone (`--drain-time-s 1`,
+/// immediate strategy), so a listener update takes effect within the test.
+pub fn start_lds_gateway(bootstrap: &Path) -> Envoy {
+    Envoy::start(
+        bootstrap,
+        EnvoyOpts {
+            concurrency: 1,
+            component_log_level: Some("wasm:debug".into()),
+            cwd: Some(repo_root()),
+            extra_args: vec![
+                "--drain-time-s".into(),
+                "1".into(),
+                "--drain-strategy".into(),
+                "immediate".into(),
+            ],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Replaces the LDS file atomically (Envoy watches for the move).
 pub fn write_lds(dir: &Path, content: &str) {
     let tmp = dir.join("lds.yaml.tmp");
