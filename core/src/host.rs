@@ -46,6 +46,13 @@ pub trait ExportHost {
     fn dispatch(&self, req: &ExportRequest<'_>) -> Result<u32, HostError>;
     /// Asks for `on_tick` after `period` (used to flush a full batch promptly).
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError>;
+    /// A push completed a full batch and the exporter wants `on_tick` soon. A host that can
+    /// wake its exporter at once (the native build's worker commits the main thread's tick)
+    /// does so and returns `Ok(true)`; the default returns `Ok(false)` and the exporter asks
+    /// for its fast tick period instead.
+    fn wake_for_full_batch(&self) -> Result<bool, HostError> {
+        Ok(false)
+    }
 }
 
 /// Envoy stats for the filter's self-metrics.

@@ -16,7 +16,7 @@ use crate::ffi::{self, ConfigSchedulerPtr, FilterConfigEnvoyPtr, ModuleBuffer, M
 use crate::host::now_nanos;
 use crate::stats::{CallMetrics, NativeStats, SharedPtr};
 use gateway_tracing_core::config::Config;
-use gateway_tracing_core::exporter::{Exporter, FAST_FLUSH_PERIOD, MAX_RESPONSE_BODY};
+use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
 use gateway_tracing_core::host::{
     ExportHost, ExportRequest, ExportResponse, GrpcFields, HostError, HostErrorKind,
 };
@@ -316,15 +316,15 @@ impl ExportHost for WorkerExport<'_> {
         ))
     }
 
-    /// The core asks for the fast tick when a push completes a batch (once, until the main
-    /// thread's tick resets it): the worker wakes the main thread itself with one scheduler
-    /// commit, instead of re-arming the timer thread (two thread wake-ups and a 1 ms wait per
-    /// batch). Any other period goes to the timer.
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
-        if period > FAST_FLUSH_PERIOD {
-            self.process.timer.set_period(period);
-            return Ok(());
-        }
+        self.process.timer.set_period(period);
+        Ok(())
+    }
+
+    /// A push completed a batch (the core asks once, until the main thread's tick has run):
+    /// the worker wakes the main thread itself with one scheduler commit, instead of arming
+    /// the timer thread's fast tick (two thread wake-ups and a 1 ms wait per batch).
+    fn wake_for_full_batch(&self) -> Result<bool, HostError> {
         // The exporter lock is held (we are inside `Exporter::push`): `shutdown` cannot
         // delete the scheduler under us.
         if !self
@@ -342,7 +342,7 @@ impl ExportHost for WorkerExport<'_> {
                 EVENT_TICK,
             );
         }
-        Ok(())
+        Ok(true)
     }
 }
 

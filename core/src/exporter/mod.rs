@@ -222,7 +222,21 @@ impl Exporter {
             && self.queue.has_full_batch()
             && self.in_flight.len() < MAX_IN_FLIGHT
         {
-            self.set_tick(host, FAST_FLUSH_PERIOD);
+            self.wake_for_full_batch(host);
+        }
+    }
+
+    /// A full batch is ready: the host wakes the exporter itself, or the fast tick does. Either
+    /// way the tick that follows is a fast one (full batches only), and this asks once until it
+    /// has run.
+    fn wake_for_full_batch(&mut self, host: &dyn ExportHost) {
+        if self.tick_period == FAST_FLUSH_PERIOD {
+            return;
+        }
+        match host.wake_for_full_batch() {
+            Ok(true) => self.tick_period = FAST_FLUSH_PERIOD,
+            Ok(false) => self.set_tick(host, FAST_FLUSH_PERIOD),
+            Err(e) => log::debug!("could not wake the exporter for a full batch: {e}"),
         }
     }
 

@@ -34,6 +34,9 @@ struct MockExportHost {
     sent: RefCell<Vec<Sent>>,
     ticks: RefCell<Vec<Duration>>,
     fail_dispatch: Cell<Option<HostErrorKind>>,
+    /// Wakes the exporter itself for a full batch (the native worker), counting the wakes.
+    wakes_itself: Cell<bool>,
+    wakes: Cell<u32>,
 }
 impl ExportHost for MockExportHost {
     fn dispatch(&self, req: &ExportRequest<'_>) -> Result<u32, HostError> {
@@ -54,6 +57,13 @@ impl ExportHost for MockExportHost {
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
         self.ticks.borrow_mut().push(period);
         Ok(())
+    }
+    fn wake_for_full_batch(&self) -> Result<bool, HostError> {
+        if !self.wakes_itself.get() {
+            return Ok(false);
+        }
+        self.wakes.set(self.wakes.get() + 1);
+        Ok(true)
     }
 }
 impl MockExportHost {

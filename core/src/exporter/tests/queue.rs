@@ -2,6 +2,27 @@
 
 use super::*;
 
+/// A host that wakes the exporter itself for a full batch (the native worker's scheduler
+/// commit) is asked once per batch, gets no fast tick period, and the tick it runs is a fast
+/// one: the full batch goes, the leftover waits for the flush interval.
+#[test]
+fn a_host_that_wakes_the_exporter_itself_is_asked_once_and_gets_a_fast_tick() {
+    let host = MockExportHost::default();
+    host.wakes_itself.set(true);
+    let stats = MockStats::default();
+    let mut e = exporter(r#","max_export_batch_size":2"#);
+    push(&mut e, 3, &host, &stats);
+    assert_eq!(host.wakes.get(), 1, "one wake while the batch waits");
+    assert!(
+        host.ticks.borrow().is_empty(),
+        "no fast tick period asked for"
+    );
+    e.on_tick(&host, &stats, 0);
+    assert_eq!(host.count(), 1, "the woken tick sends the full batch only");
+    push(&mut e, 1, &host, &stats);
+    assert_eq!(host.wakes.get(), 2, "the next full batch wakes again");
+}
+
 #[test]
 fn tick_sends_batches_and_never_empty_requests() {
     let host = MockExportHost::default();
