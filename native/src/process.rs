@@ -11,6 +11,14 @@
 //! wake-up of the timer thread, no 1 ms wait). The main thread then sends batches with the
 //! filter config's HTTP callout and takes the answers in `on_http_filter_config_http_callout_done`.
 //! So a request's latency never includes an export, and no worker ever blocks on the network.
+//!
+//! **No worker waits for the main thread.** The main thread holds the exporter while it builds
+//! and hands an export request to Envoy (a batch of 512 spans: some hundred µs on a busy core).
+//! A worker that finds the exporter held then does not wait: it leaves its spans in the
+//! [`Overflow`] (a few runs, bounded by [`OVERFLOW_MAX_BYTES`]), which the main thread takes
+//! into the exporter whenever it holds it, first of all before a tick sends. And the worker's
+//! wake-up commit is made after it lets go of the exporter, so the main thread it wakes on the
+//! same core does not find the exporter held and block.
 
 use crate::ffi::{self, ConfigSchedulerPtr, FilterConfigEnvoyPtr, ModuleBuffer, ModuleHttpHeader};
 use crate::host::now_nanos;
@@ -20,7 +28,8 @@ use gateway_tracing_core::exporter::{Exporter, MAX_RESPONSE_BODY};
 use gateway_tracing_core::host::{
     ExportHost, ExportRequest, ExportResponse, GrpcFields, HostError, HostErrorKind,
 };
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -114,17 +123,53 @@ impl Timer {
     }
 }
 
+/// At most this many bytes of span runs wait in the [`Overflow`]; a worker whose run would
+/// pass it waits for the exporter instead. Runs land there only while the main thread holds
+/// the exporter (one export request's build and hand-off), so a few runs at a time.
+pub const OVERFLOW_MAX_BYTES: usize = 64 * 1024;
+
+/// Span runs workers finished while the main thread held the exporter, oldest first; the
+/// main thread takes them into the exporter (where they are counted, admitted or refused
+/// against `max_queue_bytes`) each time it holds it.
+#[derive(Default)]
+struct Overflow {
+    runs: Vec<(Vec<u8>, usize)>,
+    bytes: usize,
+}
+
+impl Overflow {
+    /// Keeps a copy of `run`; false (nothing kept) when it would pass [`OVERFLOW_MAX_BYTES`].
+    fn leave(&mut self, run: &[u8], spans: usize) -> bool {
+        if self.bytes + run.len() > OVERFLOW_MAX_BYTES {
+            return false;
+        }
+        self.bytes += run.len();
+        self.runs.push((run.to_vec(), spans));
+        true
+    }
+
+    /// Everything kept, oldest first; the overflow is empty after.
+    fn take(&mut self) -> Vec<(Vec<u8>, usize)> {
+        self.bytes = 0;
+        std::mem::take(&mut self.runs)
+    }
+}
+
 /// One filter config's state in this process.
 pub struct Process {
     pub config: Config,
     pub stats: NativeStats,
     pub calls: CallMetrics,
     exporter: Mutex<Exporter>,
+    overflow: Mutex<Overflow>,
     envoy: SharedPtr,
     scheduler: SharedPtr,
-    /// Cleared (under the exporter lock) before the scheduler is deleted: a worker commits
-    /// only while holding that lock and seeing this set.
-    scheduler_alive: std::sync::atomic::AtomicBool,
+    /// Whether the scheduler may be committed to: cleared (under this lock) before the
+    /// scheduler is deleted; a worker commits only while holding it and seeing it set.
+    scheduler_alive: Mutex<bool>,
+    /// A worker's push completed a batch: it commits the wake-up once it has let go of the
+    /// exporter.
+    commit_wanted: AtomicBool,
     timer: Timer,
 }
 
@@ -159,9 +204,11 @@ impl Process {
             stats,
             calls,
             exporter: Mutex::new(exporter),
+            overflow: Mutex::new(Overflow::default()),
             envoy: SharedPtr(envoy),
             scheduler: SharedPtr(scheduler as ConfigSchedulerPtr),
-            scheduler_alive: std::sync::atomic::AtomicBool::new(!scheduler.is_null()),
+            scheduler_alive: Mutex::new(!scheduler.is_null()),
+            commit_wanted: AtomicBool::new(false),
         });
         if !scheduler.is_null() {
             let p = Arc::clone(&process);
@@ -189,19 +236,20 @@ impl Process {
         process
     }
 
-    /// Spans held by this config's exporter (queued, awaiting retry, in flight).
+    /// Spans held by this config's exporter (queued, awaiting retry, in flight) and its
+    /// overflow.
     pub fn held_spans(&self) -> usize {
-        self.exporter().held_spans()
+        self.main_exporter().held_spans()
     }
 
-    /// Nothing queued, awaiting retry or in flight.
+    /// Nothing queued, awaiting retry or in flight, nothing in the overflow.
     pub fn is_drained(&self) -> bool {
-        self.exporter().is_drained()
+        self.main_exporter().is_drained()
     }
 
     /// Main thread (listeners draining): send what is held now, partial batches included.
     pub fn flush_now(&self) {
-        self.exporter().flush(
+        self.main_exporter().flush(
             &MainExport { process: self },
             &self.stats,
             now_nanos(),
@@ -217,7 +265,7 @@ impl Process {
             st.shutting_down = true;
         }
         self.timer.set_period(SHUTDOWN_TICK);
-        self.exporter()
+        self.main_exporter()
             .drain(&MainExport { process: self }, &self.stats, now_nanos());
     }
 
@@ -227,15 +275,71 @@ impl Process {
         self.exporter.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The exporter for the main thread, with the overflow taken in first: what workers left
+    /// there is counted and queued (or refused) before anything is sent or reported.
+    fn main_exporter(&self) -> MutexGuard<'_, Exporter> {
+        let mut exporter = self.exporter();
+        let taken = self
+            .overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        for (run, spans) in &taken {
+            exporter.push(run, *spans, &MainExport { process: self }, &self.stats);
+        }
+        exporter
+    }
+
     /// A worker finished a request: queue its spans (no I/O; the main thread sends them).
+    /// When the exporter is held (the main thread building an export request), the spans wait
+    /// in the overflow instead, unless it is full.
     pub fn push(&self, run: &[u8], spans: usize) {
-        self.exporter()
-            .push(run, spans, &WorkerExport { process: self }, &self.stats);
+        let worker = WorkerExport { process: self };
+        match self.exporter.try_lock() {
+            Ok(mut exporter) => exporter.push(run, spans, &worker, &self.stats),
+            Err(TryLockError::Poisoned(e)) => e.into_inner().push(run, spans, &worker, &self.stats),
+            Err(TryLockError::WouldBlock) => {
+                if !self.leave_in_overflow(run, spans) {
+                    self.exporter().push(run, spans, &worker, &self.stats);
+                }
+            }
+        }
+        if self.commit_wanted.swap(false, Ordering::AcqRel) {
+            self.commit_tick();
+        }
+    }
+
+    /// Keeps a run in the overflow; false when it would pass [`OVERFLOW_MAX_BYTES`].
+    fn leave_in_overflow(&self, run: &[u8], spans: usize) -> bool {
+        self.overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .leave(run, spans)
+    }
+
+    /// Wakes the main thread for a tick (a worker, once per full batch): one scheduler commit,
+    /// made while the scheduler is known alive.
+    fn commit_tick(&self) {
+        let alive = self
+            .scheduler_alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if *alive {
+            // SAFETY: the scheduler is alive (checked under `scheduler_alive`, which
+            // `shutdown` clears under the same lock before deleting it); commit is
+            // thread-safe.
+            unsafe {
+                ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+                    self.scheduler.0,
+                    EVENT_TICK,
+                );
+            }
+        }
     }
 
     /// Main thread: the timer fired.
     pub fn on_tick(&self) {
-        self.exporter()
+        self.main_exporter()
             .on_tick(&MainExport { process: self }, &self.stats, now_nanos());
     }
 
@@ -257,7 +361,7 @@ impl Process {
             body,
             grpc,
         };
-        self.exporter().on_response(
+        self.main_exporter().on_response(
             token(callout),
             &resp,
             &MainExport { process: self },
@@ -275,20 +379,22 @@ impl Process {
         if let Some(h) = handle {
             let _ = h.join();
         }
-        let mut exporter = self.exporter();
-        // Under the exporter lock: no worker is inside `push` (where it may commit).
-        if self
-            .scheduler_alive
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
         {
-            // SAFETY: created in `new`, deleted once, after the timer thread has been joined
-            // and with the exporter lock held (the workers' commits are made under it).
-            unsafe {
-                ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
-                    self.scheduler.0,
-                );
+            let mut alive = self
+                .scheduler_alive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if std::mem::replace(&mut *alive, false) {
+                // SAFETY: created in `new`, deleted once, after the timer thread has been
+                // joined and under `scheduler_alive` (the workers commit under it).
+                unsafe {
+                    ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+                        self.scheduler.0,
+                    );
+                }
             }
         }
+        let mut exporter = self.main_exporter();
         log::debug!(
             "filter config destroyed with {} spans held",
             exporter.held_spans()
@@ -323,25 +429,11 @@ impl ExportHost for WorkerExport<'_> {
 
     /// A push completed a batch (the core asks once, until the main thread's tick has run):
     /// the worker wakes the main thread itself with one scheduler commit, instead of arming
-    /// the timer thread's fast tick (two thread wake-ups and a 1 ms wait per batch).
+    /// the timer thread's fast tick (two thread wake-ups and a 1 ms wait per batch). The
+    /// commit is made by [`Process::push`] once the exporter is let go: the main thread it
+    /// wakes (on the same core, it may run at once) then finds the exporter free.
     fn wake_for_full_batch(&self) -> Result<bool, HostError> {
-        // The exporter lock is held (we are inside `Exporter::push`): `shutdown` cannot
-        // delete the scheduler under us.
-        if !self
-            .process
-            .scheduler_alive
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
-            return Err(HostError::new("scheduler_commit", HostErrorKind::NotFound));
-        }
-        // SAFETY: the scheduler is alive (checked above under the exporter lock); commit is
-        // thread-safe.
-        unsafe {
-            ffi::envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
-                self.process.scheduler.0,
-                EVENT_TICK,
-            );
-        }
+        self.process.commit_wanted.store(true, Ordering::Release);
         Ok(true)
     }
 }
@@ -393,5 +485,49 @@ impl ExportHost for MainExport<'_> {
     fn set_tick_period(&self, period: Duration) -> Result<(), HostError> {
         self.process.timer.set_period(period);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_tracing_core::tracer::SPANS_BUFFER_CAPACITY;
+
+    #[test]
+    fn overflow_keeps_runs_in_order_until_taken() {
+        let mut o = Overflow::default();
+        assert!(o.leave(b"first", 1));
+        assert!(o.leave(b"second", 2));
+        assert_eq!(o.bytes, 11);
+        let taken = o.take();
+        assert_eq!(taken, vec![(b"first".to_vec(), 1), (b"second".to_vec(), 2)]);
+        assert_eq!(o.bytes, 0);
+        assert!(o.take().is_empty(), "taking empties it");
+    }
+
+    #[test]
+    fn overflow_refuses_a_run_that_would_pass_its_bound_and_keeps_nothing_of_it() {
+        let mut o = Overflow::default();
+        let run = vec![0u8; OVERFLOW_MAX_BYTES - 10];
+        assert!(o.leave(&run, 1));
+        assert!(!o.leave(&[0u8; 11], 1), "10 bytes left, 11 asked");
+        assert!(o.leave(&[0u8; 10], 1), "exactly the bound fits");
+        assert_eq!(o.bytes, OVERFLOW_MAX_BYTES);
+        assert_eq!(o.take().len(), 2);
+    }
+
+    #[test]
+    fn overflow_bound_holds_the_runs_of_a_burst_of_requests() {
+        // The runs finished while the main thread builds one export request: at least 16
+        // requests' runs of the largest size the glue writes must fit, and the bound stays
+        // small beside the default per-process queue.
+        let mut o = Overflow::default();
+        let run = vec![0u8; SPANS_BUFFER_CAPACITY];
+        let mut fitted = 0;
+        while o.leave(&run, 2) {
+            fitted += 1;
+        }
+        assert!(fitted >= 16, "{fitted} runs");
+        assert!(o.bytes <= 128 * 1024, "{} bytes", o.bytes);
     }
 }
