@@ -19,7 +19,7 @@ BENCH_CONNECTIONS (default 32), BENCH_PORT_BASE (default 21000), BENCH_CONFIGS (
 subset of the configuration names, default all), BENCH_OUT (default target/bench),
 BENCH_BUDGET_SECONDS (default 680: no run starts that would end after it; the table then covers
 the runs done), BENCH_RATIO_SAMPLER (JSON object merged into the 1% row's plugin config, default
-{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}).
+{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}), BENCH_IDLE (see IDLE below).
 Quick mode for development: BENCH_SECONDS=2 BENCH_ROUNDS=1.
 
 Standard library only. Every process it starts is stopped on exit, error or Ctrl-C.
@@ -59,6 +59,17 @@ BUDGET = env_int("BENCH_BUDGET_SECONDS", 760)
 # The 1% row's sampler fields: the row is skipped while the filter refuses them.
 RATIO_SAMPLER = json.loads(os.environ.get("BENCH_RATIO_SAMPLER", "")
                            or '{"sampler": "parentbased_traceidratio", "sampler_ratio": 0.01}')
+
+# How an idle CPU waits, for the whole run. "halt" (default): as the machine is. "poll": the
+# bench holds /dev/cpu_dma_latency at 0 (what tuned's latency-performance profile does), so an
+# idle CPU polls instead of halting. Why it matters here: on a KVM guest whose cpuidle driver
+# halts (haltpoll with guest_halt_poll_ns=0 on these machines), every wake-up of wrk or the
+# upstream on an idle CPU 1 is an IPI that exits to the hypervisor, paid inside the proxy's
+# sendto. A slower proxy leaves CPU 1 idle more often, so it pays more wake-ups per request:
+# a cost of the shared loopback topology, not of the configuration (README, Performance: "Idle CPUs").
+IDLE = os.environ.get("BENCH_IDLE", "halt").strip() or "halt"
+if IDLE not in ("halt", "poll"):
+    sys.exit("BENCH_IDLE must be halt or poll, not %r" % IDLE)
 
 PROXY_PORT = PORT_BASE
 PROXY_ADMIN = PORT_BASE + 1
@@ -549,11 +560,12 @@ def mib(kib):
 
 def markdown(rows, machine):
     lines = [
-        "numbers from the run of %s: %s, nproc %d, %s; %s; %d round(s), wrk -t1 -c%d -d%ds "
-        "(throughput, proxy CPU) and -c1 -d%ds --latency (p50/p99), medians across rounds."
+        "numbers from the run of %s: %s, nproc %d, %s; %s; idle CPUs: %s; %d round(s), wrk -t1 "
+        "-c%d -d%ds (throughput, proxy CPU) and -c1 -d%ds --latency (p50/p99), medians across "
+        "rounds."
         % (machine["date"], machine["cpu_model"], machine["nproc"], machine["envoy"],
            "proxy pinned to CPU 0, upstream/sink/wrk to CPU 1" if PINNED else "NOT pinned (1 CPU)",
-           ROUNDS, CONNECTIONS, SECONDS, LAT_SECONDS),
+           machine["idle"], ROUNDS, CONNECTIONS, SECONDS, LAT_SECONDS),
         "",
         "| config | RPS vs plain | RPS | proxy CPU µs/req | over plain | c=1 p50 (µs) | c=1 p99 (µs) "
         "| spans/req | spans/export | B/span at sink (body / Span) | proxy RSS MiB before → after |",
@@ -643,6 +655,27 @@ def targets(rows, runs):
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
+def hold_idle_poll():
+    """BENCH_IDLE=poll: a 0 µs CPU latency request, in force while the returned file is open."""
+    f = open("/dev/cpu_dma_latency", "wb", buffering=0)
+    f.write((0).to_bytes(4, sys.byteorder))
+    return f
+
+
+def cpuidle():
+    """The kernel's cpuidle driver and governor, and the haltpoll guest's polling bound."""
+    def read(path):
+        try:
+            with open(path) as f:
+                return f.read().strip()
+        except OSError:
+            return "?"
+    base = "/sys/devices/system/cpu/cpuidle/"
+    poll_ns = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    return "cpuidle %s/%s%s" % (read(base + "current_driver"), read(base + "current_governor_ro"),
+                                "" if poll_ns == "?" else ", guest_halt_poll_ns %s" % poll_ns)
+
+
 def machine_info():
     model = "unknown CPU"
     try:
@@ -661,6 +694,7 @@ def machine_info():
         "cpu_model": model,
         "envoy": "Envoy " + (m.group(1) if m else version.strip()),
         "kernel": platform.release(),
+        "idle": "%s (%s)" % (IDLE, cpuidle()),
     }
 
 
@@ -689,6 +723,7 @@ def main():
         % (len(configs), ROUNDS, per_run, per_run * len(configs) * ROUNDS, machine["envoy"],
            CPUS, "" if PINNED else " (one CPU: nothing pinned)"))
 
+    idle_hold = hold_idle_poll() if IDLE == "poll" else None
     runs, skipped, notes = [], {}, []
     started = time.time()
     interrupted = False
@@ -741,6 +776,8 @@ def main():
         interrupted = True
     finally:
         stop_all()
+        if idle_hold:
+            idle_hold.close()
 
     rows = summarize(runs, skipped)
     table = markdown([r for r in rows if r["config"] in {c[0] for c in configs}], machine)
@@ -749,7 +786,7 @@ def main():
         table += "\nIssue 16's targets in this run:\n\n" + goals
     if notes:
         table = "".join("**%s**\n\n" % n for n in notes) + table
-    settings = {"seconds": SECONDS, "latency_seconds": LAT_SECONDS, "rounds": ROUNDS,
+    settings = {"seconds": SECONDS, "latency_seconds": LAT_SECONDS, "rounds": ROUNDS, "idle": IDLE,
                 "warmup_seconds": WARMUP, "connections": CONNECTIONS, "pinned": PINNED}
     with open(os.path.join(OUT, "bench.md"), "w") as f:
         f.write(table)

@@ -25,7 +25,7 @@ the empty filter's probes (`empty_props8` makes 8 `get_property` calls per reque
 
 Environment: PROFILE_CONFIGS (default
 empty_wasm,empty_props8,empty_maps2,empty_expr1,gt_always_off,gt_always_on), PROFILE_SECONDS
-(default 8), BENCH_OUT (default target/bench), plus bench.py's.
+(default 8), BENCH_OUT (default target/bench), plus bench.py's (BENCH_IDLE too).
 """
 
 import collections
@@ -138,6 +138,7 @@ def main():
         if not bench.shutil.which(tool):
             sys.exit("missing %s on PATH" % tool)
     results = {}
+    idle_hold = bench.hold_idle_poll() if bench.IDLE == "poll" else None
     try:
         bench.wait_port_free(bench.SINK_PORT)
         bench.start("sink", bench.pin(1) + [bench.SINK_BIN, "127.0.0.1:%d" % bench.SINK_PORT],
@@ -153,6 +154,8 @@ def main():
         bench.log("!! interrupted")
     finally:
         bench.stop_all()
+        if idle_hold:
+            idle_hold.close()
 
     # Name the trampolines by calibration: each probe's dominant host-call bucket.
     names = {("host", "libc"): "other", ("host", "entry"): "other", ("host", "native"): "native callbacks"}
