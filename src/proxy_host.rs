@@ -218,15 +218,11 @@ impl CallMetrics {
         let targets = calls::targets(config)
             .into_iter()
             .map(|t| {
-                let counters = CallClass::ALL.map(|c| {
-                    define(
-                        MetricType::Counter,
-                        &format!("{}{t}.{}", calls::CALL_PREFIX, c.suffix()),
-                    )
-                });
+                let counters = CallClass::ALL
+                    .map(|c| define(MetricType::Counter, &calls::metric_name(&t, c.suffix())));
                 let histogram = define(
                     MetricType::Histogram,
-                    &format!("{}{t}.{}", calls::CALL_PREFIX, calls::DURATION_SUFFIX),
+                    &calls::metric_name(&t, calls::DURATION_SUFFIX),
                 );
                 (counters, histogram)
             })

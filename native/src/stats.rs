@@ -177,13 +177,13 @@ impl CallMetrics {
                     define(
                         ffi::envoy_dynamic_module_callback_http_filter_config_define_counter,
                         envoy,
-                        &format!("{}{t}.{}", calls::CALL_PREFIX, c.suffix()),
+                        &calls::metric_name(&t, c.suffix()),
                     )
                 });
                 let histogram = define(
                     ffi::envoy_dynamic_module_callback_http_filter_config_define_histogram,
                     envoy,
-                    &format!("{}{t}.{}", calls::CALL_PREFIX, calls::DURATION_SUFFIX),
+                    &calls::metric_name(&t, calls::DURATION_SUFFIX),
                 );
                 (counters, histogram)
             })

@@ -51,6 +51,12 @@ pub const DURATION_SUFFIX: &str = "duration_ms";
 /// Stat-name prefix of the per-target metrics: `gateway_tracing.call.<target>.<suffix>`.
 pub const CALL_PREFIX: &str = "gateway_tracing.call.";
 
+/// The stat name of `target`'s metric with `suffix` (a [`CallClass::suffix`] or
+/// [`DURATION_SUFFIX`]), the same in both builds.
+pub fn metric_name(target: &str, suffix: &str) -> String {
+    format!("{CALL_PREFIX}{target}.{suffix}")
+}
+
 /// One call to record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CallRecord {

@@ -75,3 +75,15 @@ fn target_names_are_stat_safe() {
     );
     assert_eq!(calls::targets(&cfg), ["svc_v2_beta", "Cart_DO"]);
 }
+
+#[test]
+fn call_metric_names_are_prefix_target_and_suffix() {
+    assert_eq!(
+        calls::metric_name("CART_SERVICE", CallClass::Status5xx.suffix()),
+        "gateway_tracing.call.CART_SERVICE.rq_5xx"
+    );
+    assert_eq!(
+        calls::metric_name("CART_SERVICE", calls::DURATION_SUFFIX),
+        "gateway_tracing.call.CART_SERVICE.duration_ms"
+    );
+}
