@@ -655,8 +655,11 @@ def targets(rows, runs):
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
-def hold_idle_poll():
-    """BENCH_IDLE=poll: a 0 µs CPU latency request, in force while the returned file is open."""
+def hold_idle():
+    """BENCH_IDLE=poll: a 0 µs CPU latency request, in force while the returned file is open
+    (close it when the run ends); None with the default `halt`."""
+    if IDLE != "poll":
+        return None
     f = open("/dev/cpu_dma_latency", "wb", buffering=0)
     f.write((0).to_bytes(4, sys.byteorder))
     return f
@@ -723,7 +726,7 @@ def main():
         % (len(configs), ROUNDS, per_run, per_run * len(configs) * ROUNDS, machine["envoy"],
            CPUS, "" if PINNED else " (one CPU: nothing pinned)"))
 
-    idle_hold = hold_idle_poll() if IDLE == "poll" else None
+    idle_hold = hold_idle()
     runs, skipped, notes = [], {}, []
     started = time.time()
     interrupted = False

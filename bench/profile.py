@@ -138,7 +138,7 @@ def main():
         if not bench.shutil.which(tool):
             sys.exit("missing %s on PATH" % tool)
     results = {}
-    idle_hold = bench.hold_idle_poll() if bench.IDLE == "poll" else None
+    idle_hold = bench.hold_idle()
     try:
         bench.wait_port_free(bench.SINK_PORT)
         bench.start("sink", bench.pin(1) + [bench.SINK_BIN, "127.0.0.1:%d" % bench.SINK_PORT],
